@@ -31,6 +31,7 @@ from giants.core.errors import (
 __all__ = [
     "Envelope",
     "ErrorReply",
+    "MalformedEnvelope",
     "FrameDecoder",
     "frame",
     "encode_envelope",
@@ -81,6 +82,22 @@ class ErrorReply:
         return RemoteProtocolError(str(self.error.get("message", "protocol error")))
 
 
+class MalformedEnvelope(RemoteProtocolError):
+    """An envelope whose header parsed but whose body did not (unknown tag, wrong types).
+
+    Carries the header, so a server knows whom to answer with ``ErrorReply.protocol``.
+    """
+
+    def __init__(
+        self, text: str, *, source: str, target: str, msg_id: int, in_reply_to: int | None
+    ) -> None:
+        super().__init__(text)
+        self.source = source
+        self.target = target
+        self.msg_id = msg_id
+        self.in_reply_to = in_reply_to
+
+
 def encode_envelope(env: Envelope, registry: MessageRegistry = DEFAULT_REGISTRY) -> bytes:
     """msgpack bytes of ``env`` (no length prefix)."""
     body = registry.to_wire(env.body)
@@ -101,7 +118,8 @@ def _ext_default(registry: MessageRegistry) -> Any:
 
 
 def decode_envelope(data: bytes, registry: MessageRegistry = DEFAULT_REGISTRY) -> Envelope:
-    """The envelope in ``data``. Raises ``RemoteProtocolError`` for anything malformed."""
+    """The envelope in ``data``. Raises ``RemoteProtocolError`` for anything malformed:
+    ``MalformedEnvelope`` (a subclass) when the header was readable but the body was not."""
     try:
         raw = msgpack.unpackb(
             data, raw=False, strict_map_key=False, ext_hook=lambda c, d: msgpack.ExtType(c, d)
@@ -115,7 +133,13 @@ def decode_envelope(data: bytes, registry: MessageRegistry = DEFAULT_REGISTRY) -
         raise RemoteProtocolError("envelope source and target must be strings")
     if type(msg_id) is not int or not (in_reply_to is None or type(in_reply_to) is int):
         raise RemoteProtocolError("envelope ids must be integers")
-    return Envelope(source, target, msg_id, in_reply_to, registry.from_wire(body))
+    try:
+        decoded = registry.from_wire(body)
+    except RemoteProtocolError as exc:
+        raise MalformedEnvelope(
+            str(exc), source=source, target=target, msg_id=msg_id, in_reply_to=in_reply_to
+        ) from None
+    return Envelope(source, target, msg_id, in_reply_to, decoded)
 
 
 def frame(payload: bytes) -> bytes:

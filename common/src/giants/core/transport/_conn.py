@@ -1,0 +1,146 @@
+"""One framed connection over any trio byte stream, shared by endpoints and clients.
+
+Writes are coalesced: a writer appends its frame to the connection's outbox; if nobody is
+writing it becomes the flusher and sends everything queued (its own frame and any that
+others append meanwhile) in as few ``send_all`` calls as possible. Only the flusher ever
+touches ``send_all``, so trio's one-sender-at-a-time rule holds. A flush that fails or is
+cancelled half way leaves the byte stream at an unknown frame boundary, so the connection
+is closed; whatever was queued is lost (callers treat that as a lost connection).
+
+Also here: reading the first frame of an inbound connection byte-exactly (so a raw stream
+that follows a ``StreamOpen`` frame loses nothing), and the stream wrapper that replays
+already-received bytes.
+"""
+
+from __future__ import annotations
+
+import trio
+
+from giants.core.envelope import LENGTH_PREFIX
+from giants.core.errors import FrameTooLarge
+
+__all__ = ["FramedConnection", "PrefixedStream", "read_first_frame", "close_quietly"]
+
+_TRANSPORT_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
+
+
+async def close_quietly(stream: trio.abc.AsyncResource) -> None:
+    """Close ``stream`` at once, even from a cancelled scope; never raises."""
+    with trio.CancelScope(shield=True):
+        try:
+            await trio.aclose_forcefully(stream)
+        except _TRANSPORT_ERRORS:
+            pass
+
+
+class FramedConnection:
+    """A byte stream carrying length-prefixed frames, with a coalescing writer."""
+
+    __slots__ = ("stream", "label", "closed", "_out", "_out_bytes", "_flushing")
+
+    def __init__(self, stream: trio.abc.Stream, label: str) -> None:
+        self.stream = stream
+        self.label = label
+        self.closed = False
+        self._out: list[bytes] = []
+        self._out_bytes = 0
+        self._flushing = False
+
+    @property
+    def queued_bytes(self) -> int:
+        """Bytes handed to ``write`` but not yet given to the stream."""
+        return self._out_bytes
+
+    async def write(self, data: bytes) -> None:
+        """Queue ``data`` (whole frames) and flush unless another task is flushing.
+
+        Raises ``trio.ClosedResourceError`` if the connection is closed, and whatever
+        ``send_all`` raises (``trio.BrokenResourceError``, ``Cancelled``) if this task
+        was the flusher and the write failed; the connection is then closed.
+        """
+        if self.closed:
+            raise trio.ClosedResourceError(f"{self.label}: connection closed")
+        self._out.append(data)
+        self._out_bytes += len(data)
+        if self._flushing:
+            return
+        self._flushing = True
+        try:
+            while self._out:
+                out = self._out
+                chunk = out[0] if len(out) == 1 else b"".join(out)
+                out.clear()
+                self._out_bytes = 0
+                await self.stream.send_all(chunk)
+        except BaseException:
+            await self.aclose()
+            raise
+        finally:
+            self._flushing = False
+
+    async def aclose(self) -> None:
+        """Close the connection; queued frames are discarded. Idempotent, never raises."""
+        if self.closed:
+            return
+        self.closed = True
+        self._out.clear()
+        self._out_bytes = 0
+        await close_quietly(self.stream)
+
+
+async def read_first_frame(
+    stream: trio.abc.ReceiveStream, max_frame_bytes: int
+) -> tuple[bytes, bytes] | None:
+    """Read exactly one frame: ``(payload, bytes received after it)``, or ``None`` on a
+    clean EOF before any byte. Raises ``FrameTooLarge`` for an oversized prefix and
+    ``trio.BrokenResourceError`` for EOF inside the frame."""
+    buf = bytearray()
+    need = LENGTH_PREFIX.size
+    length = -1
+    while True:
+        if length < 0 and len(buf) >= LENGTH_PREFIX.size:
+            (length,) = LENGTH_PREFIX.unpack_from(buf, 0)
+            if length > max_frame_bytes:
+                raise FrameTooLarge(f"frame of {length} bytes exceeds {max_frame_bytes}")
+            need = LENGTH_PREFIX.size + length
+        if len(buf) >= need and length >= 0:
+            return bytes(buf[LENGTH_PREFIX.size : need]), bytes(buf[need:])
+        data = await stream.receive_some()
+        if not data:
+            if not buf:
+                return None
+            raise trio.BrokenResourceError("connection closed inside the first frame")
+        buf += data
+
+
+class PrefixedStream(trio.abc.HalfCloseableStream):
+    """A stream that first yields ``prefix`` (bytes already read off ``inner``), then
+    whatever ``inner`` yields. Writes, EOF and close go straight to ``inner``."""
+
+    def __init__(self, inner: trio.abc.Stream, prefix: bytes) -> None:
+        self.inner = inner
+        self._prefix = prefix
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        if self._prefix:
+            await trio.lowlevel.checkpoint()
+            n = len(self._prefix) if max_bytes is None else max_bytes
+            data, self._prefix = self._prefix[:n], self._prefix[n:]
+            return data
+        return await self.inner.receive_some(max_bytes)
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self.inner.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self.inner.wait_send_all_might_not_block()
+
+    async def send_eof(self) -> None:
+        send_eof = getattr(self.inner, "send_eof", None)
+        if send_eof is None:
+            await self.inner.aclose()
+        else:
+            await send_eof()
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
