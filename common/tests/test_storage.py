@@ -208,7 +208,7 @@ def test_append_file_round_trip_and_read_at(tmp_path: Path) -> None:
         assert f.read_at(offsets[2]) == b"three" * 100
         with pytest.raises(CorruptRecord):
             f.read_at(offsets[0] + 1)
-    assert list(scan_records(path)) == list(zip(offsets, [b"one", b"", b"three" * 100]))
+    assert list(scan_records(path)) == list(zip(offsets, [b"one", b"", b"three" * 100], strict=True))
     with AppendFile(path) as f:
         assert f.records == 3 and f.truncated_bytes == 0
         f.append(b"four")

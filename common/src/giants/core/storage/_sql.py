@@ -52,6 +52,8 @@ from sqlalchemy import (
     insert,
     select,
 )
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from giants.core.codec import DEFAULT_REGISTRY, MESSAGE_EXT, MessageRegistry
 from giants.core.errors import LocalProtocolError
@@ -78,7 +80,8 @@ def pack_value(value: Any, registry: MessageRegistry = DEFAULT_REGISTRY) -> byte
         raise TypeError(f"cannot store a {type(obj).__name__}")
 
     try:
-        return msgpack.packb(value, use_bin_type=True, default=default)
+        packed: bytes = msgpack.packb(value, use_bin_type=True, default=default)
+        return packed
     except (TypeError, ValueError, OverflowError) as exc:
         raise LocalProtocolError(f"durable value not storable: {exc}") from exc
 
@@ -235,7 +238,7 @@ class SqlDurableStore:
         batches: list[tuple[Any, list[dict[str, Any]]]] = []
         last_kind: type | None = None
         for op in ops:
-            kind = type(op)
+            kind: type = type(op)
             if isinstance(op, Put):
                 params = _key_columns(op.ns, op.key)
                 params["value"] = pack_value(op.value, self._registry)
@@ -283,13 +286,12 @@ class SqlDurableStore:
         t = self._table
         pk = [t.c.ns, t.c.kt, t.c.ik, t.c.sk]
         if self.url.startswith("sqlite"):
-            from sqlalchemy.dialects.sqlite import insert as dialect_insert
-        elif self.url.startswith("postgresql"):
-            from sqlalchemy.dialects.postgresql import insert as dialect_insert
-        else:
-            return None  # expanded to delete + insert by _expand_generic_upserts
-        stmt = dialect_insert(t)
-        return stmt.on_conflict_do_update(index_elements=pk, set_={"value": stmt.excluded.value})
+            lite = sqlite_insert(t)
+            return lite.on_conflict_do_update(index_elements=pk, set_={"value": lite.excluded.value})
+        if self.url.startswith("postgresql"):
+            pg = postgresql_insert(t)
+            return pg.on_conflict_do_update(index_elements=pk, set_={"value": pg.excluded.value})
+        return None  # expanded to delete + insert by _expand_generic_upserts
 
     def _expand_generic_upserts(
         self, batches: list[tuple[Any, list[dict[str, Any]]]]
