@@ -38,7 +38,6 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import trio
-
 from giants.core.codec import message
 from giants.core.envelope import Envelope
 

@@ -17,7 +17,6 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import trio
-
 from giants.core.codec import DEFAULT_REGISTRY, MessageRegistry
 from giants.core.envelope import (
     DEFAULT_MAX_FRAME_BYTES,
@@ -49,7 +48,7 @@ _TRANSPORT_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError
 class _Call:
     """One request waiting for its reply."""
 
-    __slots__ = ("done", "body", "error")
+    __slots__ = ("body", "done", "error")
 
     def __init__(self) -> None:
         self.done = trio.Event()

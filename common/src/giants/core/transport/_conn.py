@@ -15,7 +15,6 @@ already-received bytes.
 from __future__ import annotations
 
 import trio
-
 from giants.core.envelope import LENGTH_PREFIX
 from giants.core.errors import FrameTooLarge
 
@@ -36,7 +35,7 @@ async def close_quietly(stream: trio.abc.AsyncResource) -> None:
 class FramedConnection:
     """A byte stream carrying length-prefixed frames, with a coalescing writer."""
 
-    __slots__ = ("stream", "label", "closed", "_out", "_out_bytes", "_flushing")
+    __slots__ = ("_flushing", "_out", "_out_bytes", "closed", "label", "stream")
 
     def __init__(self, stream: trio.abc.Stream, label: str) -> None:
         self.stream = stream

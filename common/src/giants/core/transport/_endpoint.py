@@ -23,7 +23,6 @@ import logging
 from collections.abc import Mapping, Sequence
 
 import trio
-
 from giants.core.codec import DEFAULT_REGISTRY, MessageRegistry
 from giants.core.envelope import (
     DEFAULT_MAX_FRAME_BYTES,
@@ -66,7 +65,7 @@ _TRANSPORT_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError
 class _PeerLink:
     """The outbound connection to one peer, and the frames waiting for it."""
 
-    __slots__ = ("peer", "address", "conn", "connecting", "waiting", "retry_at", "backoff_s")
+    __slots__ = ("address", "backoff_s", "conn", "connecting", "peer", "retry_at", "waiting")
 
     def __init__(self, peer: str, address: str) -> None:
         self.peer = peer
