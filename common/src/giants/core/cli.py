@@ -17,7 +17,8 @@ DESIGN.md "cli": one command; packages add subcommands through the
 
 ``--plugin module:attr`` (repeatable, anywhere on the line) registers an extra plugin
 object besides the installed entry points; the launcher passes it on to every child,
-which is how tests launch systems that are not installed.
+which is how tests launch systems that are not installed. ``--no-entry-points`` loads
+only the ``--plugin`` ones.
 """
 
 from __future__ import annotations
@@ -71,17 +72,20 @@ def parse_extra(tokens: Sequence[str]) -> dict[str, Any]:
     return out
 
 
-def _split_plugins(argv: list[str]) -> tuple[list[str], list[str]]:
+def _split_plugins(argv: list[str]) -> tuple[list[str], list[str], bool]:
     plugins, rest = [], []
+    entry_points = True
     it = iter(argv)
     for tok in it:
-        if tok == "--plugin":
+        if tok == "--no-entry-points":
+            entry_points = False
+        elif tok == "--plugin":
             plugins.append(next(it, ""))
         elif tok.startswith("--plugin="):
             plugins.append(tok.split("=", 1)[1])
         else:
             rest.append(tok)
-    return plugins, rest
+    return plugins, rest, entry_points
 
 
 def _split_up_extras(up: argparse.ArgumentParser, tokens: list[str]
@@ -117,6 +121,8 @@ def build_parser(registry: Registry) -> argparse.ArgumentParser:
                                  "systems, runnable. 'giants list' shows what is installed.")
     ap.add_argument("--plugin", metavar="MODULE:ATTR", help="register an extra plugin "
                     "object (repeatable, accepted anywhere on the line)")
+    ap.add_argument("--no-entry-points", action="store_true", help="load no installed "
+                    "plugins, only --plugin ones (tests)")
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     sub.add_parser("list", help="installed systems, roles and capabilities").set_defaults(
@@ -176,9 +182,9 @@ def build_parser(registry: Registry) -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    plugins, rest = _split_plugins(list(sys.argv[1:] if argv is None else argv))
+    plugins, rest, entry_points = _split_plugins(list(sys.argv[1:] if argv is None else argv))
     try:
-        registry = load_registry(load_plugin_objects(plugins))
+        registry = load_registry(load_plugin_objects(plugins), entry_points_too=entry_points)
         parser = build_parser(registry)
         extra: list[str] = []
         if rest[:1] == ["up"]:
@@ -186,6 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             rest = ["up", *known]
         args = parser.parse_args(rest)
         args.plugins = plugins
+        args.entry_points = entry_points
         args.registry = registry
         args.extra = parse_extra(extra)
         return int(args.func(args) or 0)
@@ -229,6 +236,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
     if bool(args.spec) == bool(args.system):
         raise GiantsError("give either SYSTEM or --spec FILE")
     common: dict[str, Any] = dict(registry=args.registry, plugins=args.plugins,
+                                  entry_points=args.entry_points,
                                   ready_timeout_s=args.ready_timeout, record=LAST_UP)
     if args.spec:
         cluster = LocalCluster.from_spec(load_spec(args.spec), **common)
@@ -292,12 +300,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 async def _serve(main: Any, config: dict[str, Any], parent: int | None) -> None:
     """Run ``main(config)`` until it returns, SIGTERM/SIGINT, or the parent is gone."""
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(_on_signal, nursery.cancel_scope)
-        if parent is not None:
-            nursery.start_soon(_watch_parent, nursery.cancel_scope, parent)
-        await main(config)
-        nursery.cancel_scope.cancel()
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_on_signal, nursery.cancel_scope)
+            if parent is not None:
+                nursery.start_soon(_watch_parent, nursery.cancel_scope, parent)
+            await main(config)
+            nursery.cancel_scope.cancel()
+    except BaseExceptionGroup as group:  # the role's own error (or SystemExit), unwrapped
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from None
+        raise
 
 
 async def _on_signal(scope: trio.CancelScope) -> None:

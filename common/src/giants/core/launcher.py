@@ -20,7 +20,9 @@ node restarts on it) whose every planned port is free right now.
 
 Plugins for tests: ``plugins=["module:attr"]`` (and ``pythonpath=[dir]``) registers
 extra plugin objects both here and in every child (``giants --plugin module:attr
-run ...``), so a test can launch a system that is not installed as an entry point.
+run ...``), so a test can launch a system that is not installed as an entry point;
+``entry_points=False`` (``--no-entry-points``) loads nothing else, so such a test does
+not depend on which other packages happen to be installed.
 """
 
 from __future__ import annotations
@@ -152,11 +154,13 @@ class LocalCluster:
                  plugins: Sequence[str] = (), pythonpath: Sequence[str] = (),
                  ready_timeout_s: float = 30.0, record: str | os.PathLike[str] | None = None,
                  env: dict[str, str] | None = None, spec: ClusterSpec | None = None,
-                 log: IO[str] | None = None) -> None:
+                 log: IO[str] | None = None, entry_points: bool = True) -> None:
         self.plugins = list(plugins)
         self.pythonpath = [str(Path(p).absolute()) for p in pythonpath]
+        self.entry_points = entry_points
         if registry is None:
-            registry = load_registry(load_plugin_objects(self.plugins, self.pythonpath))
+            registry = load_registry(load_plugin_objects(self.plugins, self.pythonpath),
+                                     entry_points_too=entry_points)
         self.registry = registry
         self.ready_timeout_s = ready_timeout_s
         self.record_path = Path(record) if record is not None else None
@@ -342,11 +346,12 @@ class LocalCluster:
                             ) -> tuple[UpOptions, list[Instance]]:
         high = _ephemeral_low() - 1000
         rng = random.Random()
+        others = set(_ports_in(opts.extra))  # bound services' ports: in use, not ours
         for _ in range(PORT_PICK_TRIES):
             trial = replace(opts, base_port=rng.randrange(10000, high, 10))
             instances = system.plan(trial)
             ports = {p for inst in instances for p in _ports_in(
-                [inst.endpoint, inst.config])}
+                [inst.endpoint, inst.config])} - others
             if all(_port_free(opts.host, p) for p in ports):
                 return trial, instances
         raise LaunchError(f"found no free port range for {system.name} in {PORT_PICK_TRIES} tries")
@@ -369,6 +374,8 @@ class LocalCluster:
         cmd = [sys.executable, "-m", "giants.core.cli"]
         for p in self.plugins:
             cmd += ["--plugin", p]
+        if not self.entry_points:
+            cmd.append("--no-entry-points")
         cmd += ["run", c.instance.role, "--system", c.system, "--config", str(c.config_path),
                 "--exit-with-parent"]
         env = dict(os.environ)
