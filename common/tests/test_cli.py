@@ -37,7 +37,7 @@ def test_list_shows_systems_roles_and_capabilities(fake_path: None,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     assert main([*FAKE, "list"]) == 0
     out = capsys.readouterr().out
-    header, rule, *rows = out.splitlines()
+    header, _rule, *rows = out.splitlines()
     assert header.split() == ["SYSTEM", "ROLES", "CAPABILITIES", "HAS", "SUMMARY"]
     echo = next(r for r in rows if r.startswith("fake-echo"))
     assert "echo" in echo and "demo, sim" in echo

@@ -170,7 +170,7 @@ class LocalCluster:
             spec = ClusterSpec(name=system, services=(ServiceSpec(system, system, opts.nodes,
                                opts.base_port, opts.host, {}, dict(opts.extra)),),
                                data_dir=opts.data_dir, base_port=opts.base_port, host=opts.host)
-            self._single_dir = Path(opts.data_dir).absolute()
+            self._single_dir: Path | None = Path(opts.data_dir).absolute()
         else:
             self._single_dir = None
         self.spec = spec
@@ -385,7 +385,7 @@ class LocalCluster:
             env["PYTHONPATH"] = os.pathsep.join(
                 [*self.pythonpath, *filter(None, [env.get("PYTHONPATH")])])
         self._close_log(c)
-        c.log = open(c.log_path, "ab")  # noqa: SIM115 - lives as long as the child
+        c.log = open(c.log_path, "ab")  # lives as long as the child
         c.log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} start: {' '.join(cmd)}\n".encode())
         c.log.flush()
         c.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=c.log,

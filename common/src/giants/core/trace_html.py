@@ -55,7 +55,8 @@ class _Layout:
 def _natural(name: str) -> tuple[Any, ...]:
     parts = re.split(r"(\d+)", name)
     key = tuple(int(p) if p.isdigit() else p for p in parts)
-    return ("client" in name.lower(), key)
+    is_client = "client" in name.lower() or re.fullmatch(r"c\d+", name) is not None
+    return (is_client, key)
 
 
 def _lanes(events: Sequence[dict[str, Any]]) -> list[str]:
@@ -69,10 +70,10 @@ def _lanes(events: Sequence[dict[str, Any]]) -> list[str]:
 
 
 def _layout(events: Sequence[dict[str, Any]], axis: str) -> _Layout:
-    lanes = {n: LEFT_PX + i * LANE_PX for i, n in enumerate(_lanes(events))}
+    lanes = {n: float(LEFT_PX + i * LANE_PX) for i, n in enumerate(_lanes(events))}
     span = max(len(events), 1) * ROW_PX
     if axis == "seq":
-        ys = [TOP_PX + i * ROW_PX for i in range(len(events))]
+        ys = [float(TOP_PX + i * ROW_PX) for i in range(len(events))]
     else:
         ts = [float(ev.get("t", 0.0)) for ev in events]
         t0, t1 = (min(ts), max(ts)) if ts else (0.0, 0.0)
