@@ -154,6 +154,12 @@ def test_up_prints_json_records_survives_a_dead_child_and_stops(tmp_path: Path) 
         assert proc.stderr is not None
         assert "echo-0 exited with status -9" in proc.stderr.readline()
         assert proc.poll() is None and ask(eps[1], b"y") == b"echo-1:yo:y"
+        proc.send_signal(signal.SIGHUP)  # restart the dead
+        assert "echo-0 restarted as pid" in proc.stderr.readline()
+        record = json.loads((tmp_path / ".giants" / "last-up.json").read_text())
+        assert record["pids"]["echo-0"] != pids["echo-0"]
+        assert ask(eps[0], b"z") == b"echo-0:yo:z"
+        pids = record["pids"]
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
         assert wait_gone(list(pids.values()))

@@ -8,7 +8,9 @@ DESIGN.md "cli": one command; packages add subcommands through the
   or ``giants up --spec FILE.toml``     a local cluster, one process per instance
   (``launcher``); prints one JSON line (``system``, ``endpoints``, ``pids``,
   ``data_dir``, ``services``), records it in ``.giants/last-up.json``, stays up until
-  SIGINT/SIGTERM. Unknown ``--key value`` pairs go into ``UpOptions.extra``
+  SIGINT/SIGTERM; a dead instance is reported on stderr and left down until the
+  launcher gets SIGHUP, which restarts every dead instance (same config, same ports)
+  and rewrites ``last-up.json``. Unknown ``--key value`` pairs go into ``UpOptions.extra``
   (values parsed as JSON when they parse: ``--shards 4`` is the int 4).
 * ``giants run ROLE --system S --config FILE``  serve one instance (what ``up`` runs)
 * ``giants sim SYSTEM|--spec FILE --seed N --nemesis KIND[,KIND] --ops K``
@@ -251,25 +253,47 @@ def _cmd_up(args: argparse.Namespace) -> int:
             print(json.dumps(info, sort_keys=True), flush=True)
             while not stop.requested:
                 for name, code in cluster.reap():
-                    print(f"giants: {name} exited with status {code} (left down; "
-                          f"log: {cluster.children[name].log_path})", file=sys.stderr, flush=True)
+                    print(f"giants: {name} exited with status {code} (left down; SIGHUP "
+                          f"restarts it; log: {cluster.children[name].log_path})",
+                          file=sys.stderr, flush=True)
+                if stop.restart_requested:
+                    stop.restart_requested = False
+                    _restart_dead(cluster)
                 time.sleep(MONITOR_POLL_S)
         finally:
             cluster.stop()
     return 0
 
 
+def _restart_dead(cluster: LocalCluster) -> None:
+    for name in list(cluster.children):
+        if cluster.alive(name):
+            continue
+        try:
+            pid = cluster.restart(name)
+        except GiantsError as exc:
+            print(f"giants: restarting {name} failed: {exc}", file=sys.stderr, flush=True)
+        else:
+            print(f"giants: {name} restarted as pid {pid}", file=sys.stderr, flush=True)
+
+
 class _StopFlag:
-    """SIGINT/SIGTERM set a flag instead of raising, so shutdown is orderly."""
+    """SIGINT/SIGTERM set a flag instead of raising, so shutdown is orderly; SIGHUP asks
+    for every dead instance to be restarted (``.giants/last-up.json`` gets the new pids)."""
 
     def __init__(self) -> None:
         self.requested = False
+        self.restart_requested = False
 
     def _handler(self, signum: int, frame: Any) -> None:
-        self.requested = True
+        if signum == signal.SIGHUP:
+            self.restart_requested = True
+        else:
+            self.requested = True
 
     def installed(self) -> _StopFlag:
-        self._old = {s: signal.signal(s, self._handler) for s in (signal.SIGINT, signal.SIGTERM)}
+        self._old = {s: signal.signal(s, self._handler)
+                     for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
         return self
 
     def __enter__(self) -> _StopFlag:
