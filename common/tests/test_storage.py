@@ -141,6 +141,17 @@ def test_sql_store_matches_in_memory_durable(tmp_path_factory: pytest.TempPathFa
     assert as_plain(trio.run(run)) == as_plain(model)
 
 
+def test_sql_store_portable_upsert_path(tmp_path: Path) -> None:
+    """Dialects without ON CONFLICT get delete-then-insert; same results, in order."""
+    store = SqlDurableStore(tmp_path / "g.sqlite3")
+    store._put_stmt = None  # what a dialect other than SQLite/PostgreSQL gets
+    store.apply_sync([Put("a", 1, "x"), Put("a", 1, "y"), Put("a", "k", 1), Delete("a", "k"),
+                      Put("a", "k", 2), Put("a", 2, Entry(1, b"e"))])
+    store.apply_sync([Put("a", 1, "z")])
+    assert as_plain(store.load_sync()) == {"a": {1: "z", "k": 2, 2: Entry(1, b"e")}}
+    store.close_sync()
+
+
 def test_sql_store_synchronous_mode_is_checked(tmp_path: Path) -> None:
     with pytest.raises(LocalProtocolError):
         SqlDurableStore(tmp_path / "x", synchronous="SOMETIMES")
