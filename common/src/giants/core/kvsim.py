@@ -7,6 +7,7 @@ checker's verdict, the fault schedule and where the trace went.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 from giants.core.consensus import ConsensusFactory
@@ -28,6 +29,7 @@ def run_kv_sim(
     trace_dir: str = ".giants/traces",
     options: dict[str, Any] | None = None,
     clients: int = 4,
+    on_cluster: Callable[[Any], None] | None = None,
 ) -> int:
     kinds = tuple(k for k in (nemesis or ",".join(ALL_KINDS)).split(",") if k and k != "none")
     os.makedirs(trace_dir, exist_ok=True)
@@ -37,7 +39,7 @@ def run_kv_sim(
     try:
         res = run_kv_workload(factory, seed, nodes=nodes, clients=clients,
                               ops_per_client=per_client, nemesis=kinds, options=options,
-                              trace=trace, snapshot_every=50)
+                              trace=trace, snapshot_every=50, on_cluster=on_cluster)
     except AssertionError as exc:
         trace.save(path)
         print(f"FAIL  {system} seed={seed}: {exc}")

@@ -116,11 +116,16 @@ def run_kv_workload(
     trace: TraceWriter | None = None,
     mix: WorkloadMix | None = None,
     max_time_s: float = 120.0,
+    on_cluster: Callable[[SimCluster], None] | None = None,
 ) -> WorkloadResult:
     """Run a KV workload under a nemesis, heal, let every client finish, and check the
-    history for linearizability. Asserts that all clients finished (progress after heal)."""
+    history for linearizability. Asserts that all clients finished (progress after heal).
+    ``on_cluster(cluster)`` runs once the cluster is built, before any workload (a
+    plugin installs its per-step invariant checks there, ``sim.after_event``)."""
     sim = Simulation(seed, network, trace=trace)
     cluster = build_cluster(sim, factory, nodes, options=options, snapshot_every=snapshot_every)
+    if on_cluster is not None:
+        on_cluster(cluster)
     history = History()
     workers = []
     # Spread each client's operations over the fault window (and a little past it), so
