@@ -16,9 +16,6 @@ import itertools
 
 import hypothesis.strategies as st
 import pytest
-from hypothesis import settings
-from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
-
 from giants.core.errors import LocalProtocolError, TxnAborted
 from giants.twopl import (
     DeadlockPolicy,
@@ -30,6 +27,8 @@ from giants.twopl import (
     intention_for,
     supremum,
 )
+from hypothesis import settings
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 NAMES = ["t0", "t1", "t2", "t3"]
 TABLES = ["A", "B", "C"]
@@ -205,7 +204,7 @@ class PolicyInvariants(RuleBasedStateMachine):
     def granted_groups_compatible_and_queues_settled(self) -> None:
         for res in self.m.resources():
             holders = self.m.holders(res)
-            for (a, ma), (b, mb) in itertools.combinations(holders.items(), 2):
+            for (_a, ma), (_b, mb) in itertools.combinations(holders.items(), 2):
                 assert compatible(ma, mb), (res, holders)
             waiters = self.m.waiters(res)
             if waiters:

@@ -32,12 +32,12 @@ sorted order).
 from __future__ import annotations
 
 from collections.abc import Mapping, Set
-from enum import Enum
+from enum import StrEnum
 
 __all__ = ["DeadlockPolicy", "find_cycle"]
 
 
-class DeadlockPolicy(str, Enum):
+class DeadlockPolicy(StrEnum):
     DETECT = "detect"
     WAIT_DIE = "wait-die"
     WOUND_WAIT = "wound-wait"

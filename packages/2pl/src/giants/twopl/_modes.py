@@ -11,12 +11,12 @@ a child (a row).
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 __all__ = ["LockMode", "COMPATIBLE", "compatible", "supremum", "covers", "intention_for"]
 
 
-class LockMode(str, Enum):
+class LockMode(StrEnum):
     IS = "IS"
     IX = "IX"
     S = "S"
