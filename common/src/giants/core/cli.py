@@ -159,6 +159,8 @@ def build_parser(registry: Registry) -> argparse.ArgumentParser:
     sim.add_argument("--nodes", type=int, default=None)
     sim.add_argument("--trace-dir", default=".giants/traces")
     sim.add_argument("--html", action="store_true", help="also render the trace to HTML")
+    sim.add_argument("--scenario", default=None,
+                     help="a system-specific scenario instead of the KV workload (paxos: duel)")
     sim.set_defaults(func=_cmd_sim)
 
     demo = sub.add_parser("demo", help="run demos (all systems that have one, or one)")
