@@ -19,6 +19,7 @@ Composition asks the registry by capability and name::
 from __future__ import annotations
 
 import argparse
+import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
@@ -42,6 +43,7 @@ __all__ = [
     "make_plugin_manager",
 ]
 
+LOG = logging.getLogger("giants.plugins")
 PROJECT = "giants"
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
@@ -133,7 +135,8 @@ class System:
 class Registry:
     """Everything the loaded plugins registered. One per plugin manager."""
 
-    def __init__(self) -> None:
+    def __init__(self, plugin_manager: pluggy.PluginManager | None = None) -> None:
+        self.plugin_manager = plugin_manager
         self._systems: dict[str, System] = {}
         self._provided: dict[tuple[str, str], Any] = {}
 
@@ -197,8 +200,15 @@ def make_plugin_manager(extra_plugins: Iterable[object] = (), *, entry_points_to
     pm.add_hookspecs(HookSpecs)
     if entry_points_too:
         for ep in sorted(entry_points(group=PROJECT), key=lambda e: e.name):
-            if pm.get_plugin(ep.name) is None:
-                pm.register(ep.load(), name=ep.name)
+            if pm.get_plugin(ep.name) is not None:
+                continue
+            try:
+                plugin = ep.load()
+            except Exception as exc:  # one broken package must not take the CLI down
+                LOG.error("giants plugin %r (%s) failed to load and is skipped: %s: %s",
+                          ep.name, ep.value, type(exc).__name__, exc)
+                continue
+            pm.register(plugin, name=ep.name)
     for plugin in extra_plugins:
         pm.register(plugin)
     pm.check_pending()
@@ -208,7 +218,6 @@ def make_plugin_manager(extra_plugins: Iterable[object] = (), *, entry_points_to
 def load_registry(extra_plugins: Iterable[object] = (), *, entry_points_too: bool = True) -> Registry:
     """Build a plugin manager and a registry filled by ``giants_register_services``."""
     pm = make_plugin_manager(extra_plugins, entry_points_too=entry_points_too)
-    registry = Registry()
+    registry = Registry(pm)
     pm.hook.giants_register_services(registry=registry)
-    registry.plugin_manager = pm  # type: ignore[attr-defined]
     return registry

@@ -15,6 +15,9 @@ dropped; what it persisted stays), ``restart`` (rebuilt by its factory from its
 seen by ``io.now``). ``buggify(site)`` answers True at a few enabled sites, only in simulation;
 ``probe(name)`` counts rare branches so sweeps can report what never fired.
 
+Durable values go through msgpack as the real store keeps them (tuples come back as
+lists), so a process cannot come to depend on something only the simulator preserves.
+
 Simplifications: persistence is applied at the end of each process call, before that
 call's messages leave, so a crash never loses acknowledged state but also never tears a
 write (the storage layer's own tests cover torn files).
@@ -32,7 +35,8 @@ from typing import Any
 from giants.core.codec import DEFAULT_REGISTRY, MessageRegistry
 from giants.core.envelope import Envelope, decode_envelope, encode_envelope
 from giants.core.errors import RemoteProtocolError
-from giants.core.process import Durable, Io, Process, ProcessFactory
+from giants.core.process import Durable, Io, Process, ProcessFactory, Put
+from giants.core.storage import pack_value, unpack_value
 from giants.core.trace import TraceWriter, summarize
 
 __all__ = ["SimNetworkOptions", "Simulation", "SimNode"]
@@ -313,6 +317,10 @@ class Simulation:
 
     def _flush(self, node: SimNode, io: Io) -> None:
         for op in io.persists:
+            if isinstance(op, Put):
+                # through msgpack, exactly as the SQL store keeps it (tuples come back as lists)
+                op = Put(op.ns, op.key, unpack_value(pack_value(op.value, self.registry),
+                                                     self.registry))
             node.durable.apply(op)
         if self.trace is not None:
             for ev in io.traces:
