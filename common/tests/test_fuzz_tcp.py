@@ -17,6 +17,9 @@ from typing import Any
 
 import msgpack
 import trio
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from giants.core.envelope import (
     Envelope,
     ErrorReply,
@@ -28,8 +31,6 @@ from giants.core.envelope import (
 from giants.core.errors import RemoteProtocolError
 from giants.core.testing.transport_conformance import Ping, Pong, echo_server
 from giants.core.transport import tcp
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 CONNECTIONS_PER_ROUND = 120
 CONCURRENT_CONNECTIONS = 12

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
+
 from giants.core.codec import message
 from giants.core.envelope import Envelope
 from giants.core.errors import RemoteProtocolError

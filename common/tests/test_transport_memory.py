@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import trio.testing
+
 from giants.core.testing.transport_conformance import MemoryKit, TransportConformance
 
 

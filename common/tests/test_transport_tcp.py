@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from giants.core.testing.transport_conformance import TcpKit, TransportConformance
 
 

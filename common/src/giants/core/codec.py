@@ -25,6 +25,7 @@ import dataclasses
 import types
 import typing
 from collections.abc import Callable
+from operator import attrgetter
 from typing import Any, TypeVar, get_args, get_origin, get_type_hints
 
 import msgpack
@@ -40,6 +41,7 @@ __all__ = [
     "decode",
     "to_wire",
     "from_wire",
+    "fast_constructor",
 ]
 
 MESSAGE_EXT = 1
@@ -55,6 +57,11 @@ class MessageRegistry:
         self._tag_of: dict[type, str] = {}
         self._fields: dict[type, tuple[str, ...]] = {}
         self._validators: dict[type, tuple[Validator, ...]] = {}
+        self._decoders: dict[type, Callable[[Any], Any]] = {}
+        # Per class: msg -> [tag, *field values], nested messages left in place for
+        # ``wire_default`` (msgpack's default hook) to turn into MESSAGE_EXT while packing.
+        self._shallow: dict[type, Callable[[Any], list[Any]]] = {}
+        self.wire_default: Callable[[Any], Any] = self._wire_default
 
     def register(self, tag: str, cls: type) -> None:
         """Register ``cls`` under ``tag``.
@@ -71,6 +78,7 @@ class MessageRegistry:
         self._by_tag[tag] = cls
         self._tag_of[cls] = tag
         self._fields[cls] = tuple(f.name for f in dataclasses.fields(cls))
+        self._shallow[cls] = _shallow_encoder(tag, self._fields[cls])
 
     def tag_of(self, cls: type) -> str:
         try:
@@ -101,10 +109,29 @@ class MessageRegistry:
             return {k: self._plain(v) for k, v in value.items()}
         return value
 
+    def shallow_wire(self, msg: Any) -> list[Any]:
+        """``[tag, *fields]`` for ``msg`` with nested messages not yet converted: pack it
+        with ``default=self.wire_default`` (the fast path of ``encode``). Raises
+        ``LocalProtocolError`` if ``msg`` is not a registered message."""
+        enc = self._shallow.get(type(msg))
+        if enc is None:
+            raise LocalProtocolError(f"{type(msg).__qualname__} is not a registered message")
+        return enc(msg)
+
+    def _wire_default(self, obj: Any) -> Any:
+        """msgpack ``default`` hook: a nested message becomes a MESSAGE_EXT ext value."""
+        enc = self._shallow.get(type(obj))
+        if enc is None:
+            raise TypeError(f"cannot encode {type(obj).__name__}")
+        return msgpack.ExtType(
+            MESSAGE_EXT, msgpack.packb(enc(obj), use_bin_type=True, default=self.wire_default))
+
     def encode(self, msg: Any) -> bytes:
         """msgpack bytes for ``msg``. Raises ``LocalProtocolError`` for unencodable data."""
         try:
-            return msgpack.packb(self.to_wire(msg), use_bin_type=True)
+            data: bytes = msgpack.packb(self.shallow_wire(msg), use_bin_type=True,
+                                        default=self.wire_default)
+            return data
         except (TypeError, ValueError, OverflowError) as exc:
             raise LocalProtocolError(f"cannot encode {type(msg).__qualname__}: {exc}") from exc
 
@@ -129,16 +156,11 @@ class MessageRegistry:
         cls = self._by_tag.get(raw[0])
         if cls is None:
             raise UnknownMessage(f"unknown message tag {raw[0]!r}")
-        validators = self._validators.get(cls)
-        if validators is None:
-            validators = self._compile(cls)
-        if len(raw) - 1 != len(validators):
-            raise RemoteProtocolError(
-                f"{raw[0]}: expected {len(validators)} fields, got {len(raw) - 1}"
-            )
+        decoder = self._decoders.get(cls)
+        if decoder is None:
+            decoder = self._compile_decoder(cls)
         try:
-            values = [v(x) for v, x in zip(validators, raw[1:])]
-            return cls(*values)
+            return decoder(raw)
         except RemoteProtocolError as exc:
             raise RemoteProtocolError(f"{raw[0]}: {exc}") from None
         except (TypeError, ValueError) as exc:
@@ -150,19 +172,47 @@ class MessageRegistry:
         self._validators[cls] = validators
         return validators
 
-    def _validator(self, tp: Any) -> Validator:  # noqa: C901 - a type switch
+    def _compile_decoder(self, cls: type) -> Callable[[Any], Any]:
+        """Generate ``raw -> message`` for ``cls``: exact-type fields are checked inline,
+        the rest through their validators, then the instance is built (see
+        ``fast_constructor``). The same checks as the validators, minus call overhead."""
+        validators = self._validators.get(cls) or self._compile(cls)
+        n = len(validators)
+        env: dict[str, Any] = {"RemoteProtocolError": RemoteProtocolError, "make": fast_constructor(cls)}
+        lines = ["def decode(raw):",
+                 f"    if len(raw) != {n + 1}:",
+                 f"        raise RemoteProtocolError(f'expected {n} fields, got {{len(raw) - 1}}')"]
+        if n:
+            lines.append(f"    _, {', '.join(f'f{i}' for i in range(n))}{',' if n == 1 else ''} = raw")
+        for i, v in enumerate(validators):
+            exact = _EXACT_TYPES.get(v)
+            if exact is not None:
+                env[f"t{i}"] = exact[0]
+                lines += [f"    if type(f{i}) is not t{i}:",
+                          f"        raise RemoteProtocolError('expected {exact[1]}, got ' "
+                          f"+ type(f{i}).__name__)"]
+            else:
+                env[f"v{i}"] = v
+                lines.append(f"    f{i} = v{i}(f{i})")
+        lines.append(f"    return make({', '.join(f'f{i}' for i in range(n))})")
+        exec("\n".join(lines), env)
+        decoder: Callable[[Any], Any] = env["decode"]
+        self._decoders[cls] = decoder
+        return decoder
+
+    def _validator(self, tp: Any) -> Validator:  # a type switch
         if tp is Any or tp is object:
             return self._any
         if tp is type(None) or tp is None:
-            return _exact(type(None), "None")
+            return _none
         if tp is bool:
-            return _exact(bool, "bool")
+            return _bool
         if tp is int:
             return _int
         if tp is float:
             return _float
         if tp is str:
-            return _exact(str, "str")
+            return _str
         if tp is bytes:
             return _bytes
         if isinstance(tp, type) and tp in self._tag_of or (
@@ -222,6 +272,16 @@ def _keep_ext(code: int, data: bytes) -> msgpack.ExtType:
     return msgpack.ExtType(code, data)
 
 
+def _shallow_encoder(tag: str, names: tuple[str, ...]) -> Callable[[Any], list[Any]]:
+    if not names:
+        return lambda msg: [tag]
+    if len(names) == 1:
+        one = attrgetter(names[0])
+        return lambda msg: [tag, one(msg)]
+    many = attrgetter(*names)
+    return lambda msg: [tag, *many(msg)]
+
+
 def _exact(tp: type, name: str) -> Validator:
     def check(x: Any) -> Any:
         if type(x) is not tp:
@@ -249,6 +309,40 @@ def _bytes(x: Any) -> bytes:
     if type(x) is bytes:
         return x
     raise RemoteProtocolError(f"expected bytes, got {type(x).__name__}")
+
+
+_none = _exact(type(None), "None")
+_bool = _exact(bool, "bool")
+_str = _exact(str, "str")
+
+# Validators that only check ``type(x) is T``; generated decoders inline them.
+_EXACT_TYPES: dict[Validator, tuple[type, str]] = {
+    _none: (type(None), "None"), _bool: (bool, "bool"), _str: (str, "str"),
+    _int: (int, "int"), _bytes: (bytes, "bytes"),
+}
+
+
+def fast_constructor(cls: type) -> Callable[..., Any]:
+    """A callable equivalent to ``cls(*field_values)`` for a frozen slotted dataclass.
+
+    A frozen dataclass's ``__init__`` assigns each field through
+    ``object.__setattr__``, which dominates decoding small messages; this sets the slots
+    through their descriptors instead. Classes with ``__post_init__``, fields with
+    ``init=False`` or no slots get ``cls`` itself, so behaviour never differs.
+    """
+    fields = dataclasses.fields(cls)
+    descriptors = [getattr(cls, f.name, None) for f in fields]
+    if (hasattr(cls, "__post_init__") or any(not f.init for f in fields)
+            or not all(isinstance(d, types.MemberDescriptorType) for d in descriptors)):
+        return cls
+    env: dict[str, Any] = {"new": object.__new__, "cls": cls}
+    args = ", ".join(f"a{i}" for i in range(len(fields)))
+    body = "".join(f"    s{i}(o, a{i})\n" for i in range(len(fields)))
+    for i, d in enumerate(descriptors):
+        env[f"s{i}"] = d.__set__  # type: ignore[union-attr]
+    exec(f"def make({args}):\n    o = new(cls)\n{body}    return o\n", env)
+    make: Callable[..., Any] = env["make"]
+    return make
 
 
 def _union(subs: list[Validator]) -> Validator:

@@ -19,10 +19,11 @@ from typing import Any
 
 import msgpack
 
-from giants.core.codec import DEFAULT_REGISTRY, MessageRegistry, message
+from giants.core.codec import DEFAULT_REGISTRY, MessageRegistry, fast_constructor, message
 from giants.core.errors import (
     DefiniteError,
     FrameTooLarge,
+    LocalProtocolError,
     RemoteProtocolError,
     error_from_wire,
     error_to_wire,
@@ -53,6 +54,9 @@ class Envelope:
     msg_id: int
     in_reply_to: int | None
     body: Any
+
+
+_make_envelope = fast_constructor(Envelope)
 
 
 @message("core.error")
@@ -99,31 +103,25 @@ class MalformedEnvelope(RemoteProtocolError):
 
 
 def encode_envelope(env: Envelope, registry: MessageRegistry = DEFAULT_REGISTRY) -> bytes:
-    """msgpack bytes of ``env`` (no length prefix)."""
-    body = registry.to_wire(env.body)
-    return msgpack.packb(
-        [env.source, env.target, env.msg_id, env.in_reply_to, body],
-        use_bin_type=True,
-        default=_ext_default(registry),
-    )
-
-
-def _ext_default(registry: MessageRegistry) -> Any:
-    def default(obj: Any) -> Any:
-        if registry.is_message(obj):
-            return msgpack.ExtType(1, registry.encode(obj))
-        raise TypeError(f"cannot encode {type(obj).__name__}")
-
-    return default
+    """msgpack bytes of ``env`` (no length prefix). Raises ``LocalProtocolError`` if the
+    body is not a registered message or holds something msgpack cannot carry."""
+    body = registry.shallow_wire(env.body)
+    try:
+        data: bytes = msgpack.packb(
+            [env.source, env.target, env.msg_id, env.in_reply_to, body],
+            use_bin_type=True,
+            default=registry.wire_default,
+        )
+        return data
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise LocalProtocolError(f"cannot encode {type(env.body).__qualname__}: {exc}") from exc
 
 
 def decode_envelope(data: bytes, registry: MessageRegistry = DEFAULT_REGISTRY) -> Envelope:
     """The envelope in ``data``. Raises ``RemoteProtocolError`` for anything malformed:
     ``MalformedEnvelope`` (a subclass) when the header was readable but the body was not."""
     try:
-        raw = msgpack.unpackb(
-            data, raw=False, strict_map_key=False, ext_hook=lambda c, d: msgpack.ExtType(c, d)
-        )
+        raw = msgpack.unpackb(data, raw=False, strict_map_key=False, ext_hook=msgpack.ExtType)
     except Exception as exc:
         raise RemoteProtocolError(f"undecodable envelope: {exc.__class__.__name__}") from None
     if not isinstance(raw, list) or len(raw) != 5:
@@ -139,7 +137,8 @@ def decode_envelope(data: bytes, registry: MessageRegistry = DEFAULT_REGISTRY) -
         raise MalformedEnvelope(
             str(exc), source=source, target=target, msg_id=msg_id, in_reply_to=in_reply_to
         ) from None
-    return Envelope(source, target, msg_id, in_reply_to, decoded)
+    env: Envelope = _make_envelope(source, target, msg_id, in_reply_to, decoded)
+    return env
 
 
 def frame(payload: bytes) -> bytes:
@@ -159,7 +158,7 @@ class FrameDecoder:
         self._buf = bytearray()
         self._broken = False
 
-    def feed(self, data: bytes) -> list[bytes]:
+    def feed(self, data: bytes | bytearray) -> list[bytes]:
         if self._broken:
             raise FrameTooLarge("stream already failed")
         self._buf += data

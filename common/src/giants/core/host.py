@@ -35,6 +35,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 import trio
+
 from giants.core.envelope import Envelope, ErrorReply
 from giants.core.errors import RemoteProtocolError
 from giants.core.process import Durable, Io, PersistOp, Process, ProcessFactory
@@ -157,11 +158,21 @@ class _Host:
                     batch.append(endpoint.receive_nowait())
                 except trio.WouldBlock:
                     break
-            async with self.lock:
+            await self._acquire()
+            try:
                 io = self.new_io()
                 for env in batch:
                     self._receive_one(io, env)
                 await self.flush(io)
+            finally:
+                self.lock.release()
+
+    async def _acquire(self) -> None:
+        """Take the process lock; uncontended (the usual case) without a yield."""
+        try:
+            self.lock.acquire_nowait()
+        except trio.WouldBlock:
+            await self.lock.acquire()
 
     def _receive_one(self, io: Io, env: Envelope) -> None:
         if self.trace is not None:

@@ -34,6 +34,7 @@ from typing import Any, Protocol
 import msgpack
 import pytest
 import trio
+
 from giants.core.codec import message
 from giants.core.envelope import (
     Envelope,

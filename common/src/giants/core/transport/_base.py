@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import trio
+
 from giants.core.codec import message
 from giants.core.envelope import Envelope
 
@@ -89,7 +90,7 @@ RECONNECT_BACKOFF_MIN_S = 0.05
 RECONNECT_BACKOFF_MAX_S = 1.0
 
 # One receive_some call: large enough to carry many small frames or a good piece of bulk.
-RECEIVE_CHUNK_BYTES = 256 * 1024
+RECEIVE_CHUNK_BYTES = 64 * 1024
 
 
 @message("core.stream_open")

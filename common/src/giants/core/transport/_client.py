@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import trio
+
 from giants.core.codec import DEFAULT_REGISTRY, MessageRegistry
 from giants.core.envelope import (
     DEFAULT_MAX_FRAME_BYTES,
@@ -120,8 +121,15 @@ class StreamClient:
     async def request(self, address: str, body: Any, *, timeout: float) -> Any:
         with trio.move_on_after(timeout):
             conn = await self._connection(address)
-            async with conn.slots:
+            slots = conn.slots
+            try:
+                slots.acquire_nowait()  # the common case: no scheduler round trip
+            except trio.WouldBlock:
+                await slots.acquire()
+            try:
                 return await self._call(conn, address, body)
+            finally:
+                slots.release()
         raise Timeout(f"no reply from {address} within {timeout}s")
 
     async def _call(self, conn: _ClientConnection, address: str, body: Any) -> Any:

@@ -15,6 +15,7 @@ already-received bytes.
 from __future__ import annotations
 
 import trio
+
 from giants.core.envelope import LENGTH_PREFIX
 from giants.core.errors import FrameTooLarge
 
@@ -35,15 +36,27 @@ async def close_quietly(stream: trio.abc.AsyncResource) -> None:
 class FramedConnection:
     """A byte stream carrying length-prefixed frames, with a coalescing writer."""
 
-    __slots__ = ("_flushing", "_out", "_out_bytes", "closed", "label", "stream")
+    __slots__ = ("_flushing", "_out", "_out_bytes", "_seen_sends", "closed", "label", "sends",
+                 "stream")
 
     def __init__(self, stream: trio.abc.Stream, label: str) -> None:
         self.stream = stream
         self.label = label
         self.closed = False
+        self.sends = 0  # completed send_all calls: the watchdog's measure of progress
+        self._seen_sends = -1
         self._out: list[bytes] = []
         self._out_bytes = 0
         self._flushing = False
+
+    def stalled(self) -> bool:
+        """True if a flush is under way and no ``send_all`` finished since the previous
+        call. Called every ``WRITE_TIMEOUT_S`` by a watchdog, which closes stalled
+        connections: that makes the stuck ``send_all`` fail, so no writer waits forever
+        and no per-write cancel scope is needed on the hot path."""
+        stuck = self._flushing and self.sends == self._seen_sends
+        self._seen_sends = self.sends
+        return stuck
 
     @property
     def queued_bytes(self) -> int:
@@ -71,6 +84,7 @@ class FramedConnection:
                 out.clear()
                 self._out_bytes = 0
                 await self.stream.send_all(chunk)
+                self.sends += 1
         except BaseException:
             await self.aclose()
             raise
@@ -120,7 +134,7 @@ class PrefixedStream(trio.abc.HalfCloseableStream):
         self.inner = inner
         self._prefix = prefix
 
-    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
         if self._prefix:
             await trio.lowlevel.checkpoint()
             n = len(self._prefix) if max_bytes is None else max_bytes

@@ -13,8 +13,8 @@ behaviour of the contract (``giants.core.transport._base``) lives here:
   oversized or unparseable frame closes that connection only. The malformed frame is not
   answered when it was itself a reply, so two endpoints can never trade complaints;
 * ``send`` never blocks on a peer for long: connecting happens in a background task
-  (frames wait in a bounded per-peer queue), and a write that stalls for
-  ``WRITE_TIMEOUT_S`` closes the connection.
+  (frames wait in a bounded per-peer queue), and a watchdog closes any connection whose
+  write has made no progress for ``WRITE_TIMEOUT_S`` (so the stuck write fails).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import logging
 from collections.abc import Mapping, Sequence
 
 import trio
+
 from giants.core.codec import DEFAULT_REGISTRY, MessageRegistry
 from giants.core.envelope import (
     DEFAULT_MAX_FRAME_BYTES,
@@ -108,6 +109,7 @@ class StreamEndpoint:
         self._routes: dict[str, FramedConnection] = {}
         self._conns: set[FramedConnection] = set()
         self.set_peers(peers or {})
+        nursery.start_soon(self._watchdog)
 
     @property
     def node_id(self) -> str:
@@ -181,7 +183,7 @@ class StreamEndpoint:
 
     async def _read_loop(self, conn: FramedConnection, rest: bytes) -> None:
         decoder = FrameDecoder(self._max_frame_bytes)
-        data = rest
+        data: bytes | bytearray = rest
         stream = conn.stream
         try:
             while True:
@@ -311,14 +313,19 @@ class StreamEndpoint:
                         conn.queued_bytes)
             return
         try:
-            with trio.move_on_after(WRITE_TIMEOUT_S) as scope:
-                await conn.write(data)
+            await conn.write(data)
         except _TRANSPORT_ERRORS as exc:
             log.info("%s: send failed, message dropped: %s", conn.label, exc)
-            return
-        if scope.cancelled_caught:
-            log.warning("%s: write stalled for %.1fs, connection closed", conn.label,
-                        WRITE_TIMEOUT_S)
+
+    async def _watchdog(self) -> None:
+        """Close connections whose writes have made no progress for WRITE_TIMEOUT_S."""
+        while True:
+            await trio.sleep(WRITE_TIMEOUT_S)
+            for conn in list(self._conns):
+                if conn.stalled():
+                    log.warning("%s: write stalled for %.1fs, connection closed", conn.label,
+                                WRITE_TIMEOUT_S)
+                    await conn.aclose()
 
     # -- membership -----------------------------------------------------------------
 

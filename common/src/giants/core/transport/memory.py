@@ -18,6 +18,7 @@ from contextlib import asynccontextmanager
 
 import trio
 import trio.testing
+
 from giants.core.codec import DEFAULT_REGISTRY, MessageRegistry
 from giants.core.envelope import DEFAULT_MAX_FRAME_BYTES
 from giants.core.errors import LocalProtocolError

@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from functools import partial
 
 import trio
+
 from giants.core.codec import DEFAULT_REGISTRY, MessageRegistry
 from giants.core.envelope import DEFAULT_MAX_FRAME_BYTES
 from giants.core.transport._base import StreamHandler, parse_address
