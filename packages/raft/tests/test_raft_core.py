@@ -7,6 +7,7 @@ Sections cite Ongaro & Ousterhout, "In Search of an Understandable Consensus Alg
 from __future__ import annotations
 
 import pytest
+
 from giants.core.errors import LocalProtocolError, NotLeader, Rejected
 from giants.core.process import Put
 from giants.raft._core import CANDIDATE, FOLLOWER, LEADER, PRE_CANDIDATE
