@@ -1,0 +1,312 @@
+"""GFS in the deterministic simulator: a world builder, scenarios and their checkers.
+
+``GfsWorld`` puts a master, shadow masters, chunkservers (each over a
+``MemoryChunkStore`` that survives its crashes, like a disk) and client processes in one
+``giants.core.sim.Simulation``. Bulk data travels as ``PushData`` messages (the real
+driver streams it). The scenarios check the paper's guarantees (§2.7, §3.3, §2.6.3):
+
+* ``append_scenario``: many clients record-append unique records to one file while
+  chunkservers crash and restart (and, optionally, the master too) -- every
+  acknowledged record must be whole at its offset on every up-to-date replica;
+* ``serial_write_scenario``: one client writes at offsets under chunkserver crashes --
+  the regions its successful writes defined (not touched by a later failed write) must
+  hold that data on every up-to-date replica;
+* the master may crash and restart in both; afterwards every acknowledged namespace
+  mutation and append is still there, recovered from checkpoint + log tail.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from giants.core.sim import SimNetworkOptions, Simulation
+from giants.core.trace import TraceWriter
+from giants.gfs._chunkserver import ChunkserverConfig, ChunkserverCore
+from giants.gfs._chunkstore import MemoryChunkStore, PushBuffer
+from giants.gfs._clientops import ClientState, Op, namespace_op, read, record_append, write
+from giants.gfs._master import MasterConfig, MasterCore
+from giants.gfs._messages import Create
+from giants.gfs._shadow import ShadowConfig, ShadowCore
+from giants.gfs._simclient import SimClient, WorkItem
+
+__all__ = ["SimOptions", "GfsWorld", "append_scenario", "serial_write_scenario",
+           "ScenarioResult"]
+
+
+@dataclass
+class SimOptions:
+    chunkservers: int = 4
+    shadows: int = 1
+    replication: int = 3
+    chunk_size: int = 4096
+    lease_s: float = 2.0
+    heartbeat_s: float = 0.25
+    dead_after_s: float = 1.0
+    checkpoint_every: int = 25
+    loss: float = 0.0
+    duplicate: float = 0.0
+    tick_s: float = 0.05
+
+
+@dataclass
+class ScenarioResult:
+    seed: int
+    ok: bool
+    problems: list[str]
+    acked: int
+    failed: int
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+class GfsWorld:
+    """A simulated GFS cluster."""
+
+    def __init__(self, seed: int, opts: SimOptions | None = None,
+                 trace: TraceWriter | None = None) -> None:
+        self.opts = o = opts or SimOptions()
+        self.sim = Simulation(seed, SimNetworkOptions(loss=o.loss, duplicate=o.duplicate),
+                              trace=trace)
+        self.shadows = [f"shadow-{i}" for i in range(o.shadows)]
+        self.chunkservers = [f"cs-{i}" for i in range(o.chunkservers)]
+        self.stores = {cs: MemoryChunkStore() for cs in self.chunkservers}
+        self.master_config = MasterConfig(
+            "master", tuple(self.shadows), o.chunk_size, o.replication, o.lease_s,
+            o.dead_after_s, request_timeout_s=0.5, clone_timeout_s=2.0,
+            replicate_every_s=0.2, rebalance_every_s=2.0, gc_after_s=5.0, gc_scan_s=1.0,
+            checkpoint_every=o.checkpoint_every, shadow_sync_timeout_s=0.5,
+            shadow_resend_s=0.2)
+        self.sim.add_process("master", lambda d: MasterCore(self.master_config, d),
+                             tick_s=o.tick_s)
+        for s in self.shadows:
+            cfg = ShadowConfig(s, "master", o.chunk_size, o.replication, o.lease_s,
+                               o.dead_after_s, o.checkpoint_every)
+            self.sim.add_process(s, lambda d, cfg=cfg: ShadowCore(cfg, d), tick_s=o.tick_s)
+        for cs in self.chunkservers:
+            ccfg = ChunkserverConfig(cs, cs, ("master", *self.shadows), o.chunk_size,
+                                     o.heartbeat_s, mutation_timeout_s=0.5,
+                                     clone_timeout_s=2.0, scan_every_s=1.0)
+            self.sim.add_process(
+                cs, lambda d, c=ccfg, st=self.stores[cs]: ChunkserverCore(c, d, st, PushBuffer()),
+                tick_s=o.tick_s)
+        self.results: list[tuple[str, str, str, Any]] = []
+        self.clients: list[str] = []
+        self.faults_on = True
+
+    def add_client(self, name: str, work: list[WorkItem], *, start_at: float = 0.0,
+                   think_s: float = 0.1) -> None:
+        def record(op: str, outcome: str, value: Any) -> None:
+            self.results.append((name, op, outcome, value))
+
+        masters = ["master", *self.shadows]
+        self.sim.add_process(
+            name, lambda d: SimClient(name, masters, work, record, self.sim.rng,
+                                      timeout_s=0.5, start_at=start_at,
+                                      think_s=think_s),
+            tick_s=0.01)
+        self.clients.append(name)
+
+    def master(self) -> MasterCore:
+        m = self.sim.process("master")
+        assert isinstance(m, MasterCore)
+        return m
+
+    def clients_done(self) -> bool:
+        return all(getattr(self.sim.process(c), "done", True) for c in self.clients)
+
+    def up_to_date(self) -> bool:
+        """Every written chunk at its replication goal (or on every live server)."""
+        m = self.master()
+        live = len(m.locs.live())
+        goal = min(self.opts.replication, live)
+        return all(len(m.locs.of(h)) >= goal for h, v in m.log.md.versions.items() if v > 0)
+
+    def settle(self, max_s: float = 30.0) -> None:
+        """Stop faults, heal, restart what is down, and let re-replication finish."""
+        self.faults_on = False
+        self.sim.heal()
+        for n in ["master", *self.shadows, *self.chunkservers]:
+            self.sim.restart(n)
+        self.sim.run_for(max_s, stop=lambda: self.clients_done() and self.up_to_date()
+                         and not self.master().clones)
+        self.sim.run_for(3 * self.opts.heartbeat_s)
+
+    def replicas(self, handle: int) -> dict[str, bytes]:
+        """The bytes of every up-to-date replica of ``handle`` the master knows of."""
+        m = self.master()
+        out = {}
+        for cs in sorted(m.locs.of(handle)):
+            core = self.sim.process(cs)
+            if isinstance(core, ChunkserverCore) and \
+                    core.versions.get(handle) == m.log.md.versions.get(handle):
+                store = self.stores[cs]
+                out[cs] = store.read(handle, 0, store.length(handle))
+        return out
+
+    def file_replicas(self, path: str) -> list[dict[str, bytes]]:
+        return [self.replicas(h) for h in self.master().log.md.ns.files.get(path, [])]
+
+
+def crash_nemesis(world: GfsWorld, until: float, *, master: bool = False,
+                  period_s: float = 1.5) -> None:
+    """Crash one chunkserver (and sometimes the master) at a time, restart it later."""
+    sim = world.sim
+
+    def strike() -> None:
+        if sim.now >= until or not world.faults_on:
+            return
+        victims = list(world.chunkservers) + (["master"] if master else [])
+        victim = sim.rng.choice(victims)
+        sim.crash(victim)
+        sim.after(sim.rng.uniform(0.3, 2.0), lambda: sim.restart(victim))
+        sim.after(sim.rng.uniform(0.5, period_s * 2), strike)
+
+    sim.after(sim.rng.uniform(0.2, period_s), strike)
+
+
+def _ignore_exists(st: ClientState, path: str) -> Op:
+    from giants.core.errors import Rejected
+
+    try:
+        yield from namespace_op(st, Create(path))
+    except Rejected:
+        pass
+
+
+def make_record(client: int, seq: int, size: int) -> bytes:
+    head = f"<{client}:{seq}:".encode()
+    body = bytes((client * 31 + seq * 7 + i) % 251 for i in range(max(0, size - len(head) - 1)))
+    return head + body + b">"
+
+
+def append_scenario(seed: int, *, clients: int = 3, appends: int = 12,
+                    crash_master: bool = False, opts: SimOptions | None = None,
+                    trace: TraceWriter | None = None) -> ScenarioResult:
+    world = GfsWorld(seed, opts, trace)
+    rng = world.sim.rng
+    path = "/logs/app.log"
+    records: dict[tuple[int, int], bytes] = {}
+    max_rec = world.opts.chunk_size // 4
+    for c in range(clients):
+        work: list[WorkItem] = [("create", lambda st: _ignore_exists(st, path))]
+        for i in range(appends):
+            rec = make_record(c, i, rng.randint(16, max_rec))
+            records[(c, i)] = rec
+            work.append((f"append:{c}:{i}",
+                         lambda st, rec=rec: record_append(st, path, rec)))
+        work.append((f"create:/dirs/c{c}", lambda st, c=c: namespace_op(st, Create(f"/dirs/c{c}"))))
+        world.add_client(f"client-{c}", work, start_at=0.5 + 0.1 * c)
+    crash_nemesis(world, until=8.0, master=crash_master)
+    world.sim.run_for(40.0, stop=world.clients_done)
+    world.settle()
+    problems = check_appends(world, path, records)
+    problems += check_namespace(world)
+    acked = sum(1 for r in world.results if r[2] == "ok")
+    failed = sum(1 for r in world.results if r[2] != "ok")
+    return ScenarioResult(seed, not problems, problems, acked, failed,
+                          {"events": world.sim.stats.events,
+                           "probes": dict(world.sim.stats.probes)})
+
+
+def check_appends(world: GfsWorld, path: str, records: dict[tuple[int, int], bytes]
+                  ) -> list[str]:
+    """Every acknowledged record is whole at its offset on every up-to-date replica."""
+    problems = []
+    cs = world.opts.chunk_size
+    chunks = world.file_replicas(path)
+    for _client, op, outcome, value in world.results:
+        if not op.startswith("append:") or outcome != "ok":
+            continue
+        _, c, i = op.split(":")
+        rec = records[(int(c), int(i))]
+        index, off = divmod(value, cs)
+        if index >= len(chunks) or not chunks[index]:
+            problems.append(f"{op}: acked at {value} but chunk {index} has no live replica")
+            continue
+        for server, data in chunks[index].items():
+            if data[off:off + len(rec)] != rec:
+                problems.append(f"{op}: acked at {value}, replica on {server} differs")
+    return problems
+
+
+def check_namespace(world: GfsWorld) -> list[str]:
+    """Acknowledged creates survive; the shadow's namespace matches the master's."""
+    m = world.master()
+    problems = []
+    for _client, op, outcome, _value in world.results:
+        if op.startswith("create:/") and outcome == "ok":
+            p = op.split(":", 1)[1]
+            if p not in m.log.md.ns.files:
+                problems.append(f"acknowledged create of {p} lost")
+    for s in world.shadows:
+        shadow = world.sim.process(s)
+        if isinstance(shadow, ShadowCore) and shadow.log.applied == m.log.applied and \
+                shadow.log.md.ns.files != m.log.md.ns.files:
+            problems.append(f"{s} namespace differs from the master's at the same log position")
+    return problems
+
+
+def serial_write_scenario(seed: int, *, writes: int = 15, opts: SimOptions | None = None,
+                          crash_master: bool = False,
+                          trace: TraceWriter | None = None) -> ScenarioResult:
+    """One writer, serial writes at offsets (extending and overwriting)."""
+    world = GfsWorld(seed, opts, trace)
+    rng = world.sim.rng
+    path = "/data/serial"
+    cs = world.opts.chunk_size
+    plan: list[tuple[int, bytes]] = []
+    size = 0
+    for i in range(writes):
+        n = rng.randint(1, cs + cs // 2)
+        offset = rng.randint(0, size)
+        data = bytes((i * 13 + j) % 256 for j in range(n))
+        plan.append((offset, data))
+        size = max(size, offset + n)
+    work: list[WorkItem] = [("create", lambda st: namespace_op(st, Create(path)))]
+    for i, (offset, data) in enumerate(plan):
+        work.append((f"write:{i}", lambda st, o=offset, d=data: write(st, path, o, d)))
+    work.append(("read", lambda st: read(st, path, 0, 1 << 30)))
+    world.add_client("writer", work, start_at=0.5)
+    crash_nemesis(world, until=8.0, master=crash_master)
+    world.sim.run_for(60.0, stop=world.clients_done)
+    world.settle()
+    problems = check_defined(world, path, plan)
+    acked = sum(1 for r in world.results if r[2] == "ok")
+    return ScenarioResult(seed, not problems, problems, acked, len(world.results) - acked,
+                          {"events": world.sim.stats.events})
+
+
+def check_defined(world: GfsWorld, path: str, plan: list[tuple[int, bytes]]) -> list[str]:
+    """Bytes last written by a successful serial write (and by no failed write since)
+    are identical on every up-to-date replica and equal what was written (§2.7.1)."""
+    outcome = {op: oc for _c, op, oc, _v in world.results}
+    if outcome.get("create") != "ok":
+        return []
+    expected: dict[int, int] = {}
+    for i, (offset, data) in enumerate(plan):
+        ok = outcome.get(f"write:{i}") == "ok"
+        for j, b in enumerate(data):
+            if ok:
+                expected[offset + j] = b
+            else:
+                expected.pop(offset + j, None)
+    if not any(outcome.get(f"write:{i}") == "ok" for i in range(len(plan))):
+        return []
+    cs = world.opts.chunk_size
+    chunks = world.file_replicas(path)
+    problems = []
+    for pos, b in sorted(expected.items()):
+        index, off = divmod(pos, cs)
+        replicas = chunks[index] if index < len(chunks) else {}
+        if not replicas:
+            problems.append(f"byte {pos}: chunk {index} has no live replica")
+            break
+        bad = [s for s, data in replicas.items() if off >= len(data) or data[off] != b]
+        if bad:
+            problems.append(f"byte {pos}: replicas {bad} differ from the defined value")
+            break
+    return problems
+
+
+Scenario = Callable[..., ScenarioResult]
