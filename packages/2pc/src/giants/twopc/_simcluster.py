@@ -1,0 +1,224 @@
+"""Simulated 2PC clusters, crash points, and the end-of-run checks.
+
+``build_sim`` puts a coordinator (plain, or a replica group on a consensus plugin), N
+participant shards and workload clients into one ``Simulation``. ``CrashPlan`` crashes
+one node at one protocol step: the step is a trace event the node's core emits
+(``prepared``, ``decided``, ``forgotten``, ...), and the crash happens in the same call,
+in one of three variants:
+
+* ``before``        -- the call's durable writes and messages are dropped (the node
+                       died just before the step);
+* ``after_persist`` -- the writes are kept, the messages dropped (it died between its
+                       forced log write and sending: the classic window);
+* ``after_send``    -- everything of the call happened, then it died.
+
+The node is restarted ``down_s`` later (or never, with ``down_s=None``).
+
+``check_run`` verifies, from what every shard persisted and what clients were told:
+
+* **atomicity** -- every transaction has one outcome at all its shards (the core's
+  all-or-nothing checker), committed if a client was told committed, aborted if told
+  aborted;
+* **no committed write lost** -- each shard's data equals the replay, in that shard's
+  commit order, of the writes of the transactions it committed, and every transaction a
+  client saw commit is among them (the core's lost-write checker);
+* **resolution** -- no shard is left with a prepared (in-doubt) transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from giants.core.consensus import ConsensusFactory
+from giants.core.envelope import Envelope
+from giants.core.process import Durable, Io, Process
+from giants.core.sim import SimNetworkOptions, Simulation
+from giants.core.trace import TraceWriter
+from giants.twopc._coordinator import Coordinator, CoordinatorOptions
+from giants.twopc._participant import (
+    DONE_NS,
+    KV_NS,
+    PREPARED_NS,
+    Participant,
+    ParticipantOptions,
+)
+from giants.twopc._replicated import ReplicatedCoordinator
+from giants.twopc._sharding import coordinator_names, shard_names
+from giants.twopc._workload import TxnRecord, TxnWorkloadClient, WorkloadSpec
+
+__all__ = ["CrashPlan", "SimTxnCluster", "build_sim", "check_run", "RunVerdict", "VARIANTS"]
+
+VARIANTS = ("before", "after_persist", "after_send")
+
+
+@dataclass
+class CrashPlan:
+    node: str
+    step: str
+    occurrence: int = 1
+    variant: str = "after_persist"
+    down_s: float | None = 1.0
+    fired_at: float | None = None
+    seen: int = 0
+
+
+class _Crashing:
+    """Wraps a process; crashes its node at the plan's step (see the module docs)."""
+
+    def __init__(self, inner: Any, plan: CrashPlan, sim: Simulation, node: str) -> None:
+        self.inner = inner
+        self.plan = plan
+        self.sim = sim
+        self.node = node
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def start(self, io: Io) -> None:
+        self.inner.start(io)
+        self._check(io)
+
+    def receive(self, io: Io, env: Envelope) -> None:
+        self.inner.receive(io, env)
+        self._check(io)
+
+    def tick(self, io: Io) -> None:
+        self.inner.tick(io)
+        self._check(io)
+
+    def _check(self, io: Io) -> None:
+        plan = self.plan
+        if plan.fired_at is not None:
+            return
+        plan.seen += sum(1 for ev in io.traces if ev.kind == plan.step)
+        if plan.seen < plan.occurrence:
+            return
+        plan.fired_at = self.sim.now
+        if plan.variant == "before":
+            io.persists.clear()
+            io.sends.clear()
+        elif plan.variant == "after_persist":
+            io.sends.clear()
+        self.sim.crash(self.node)
+        if plan.down_s is not None:
+            self.sim.after(plan.down_s, lambda: self.sim.restart(self.node))
+
+
+@dataclass
+class SimTxnCluster:
+    sim: Simulation
+    coordinators: list[str]
+    shards: list[str]
+    clients: list[TxnWorkloadClient]
+    records: list[TxnRecord]
+    plan: CrashPlan | None = None
+    writes_of: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def participant(self, name: str) -> Participant | None:
+        p = self.sim.process(name)
+        return p.inner if isinstance(p, _Crashing) else p  # type: ignore[return-value]
+
+    def coordinator(self, name: str) -> Any:
+        p = self.sim.process(name)
+        return p.inner if isinstance(p, _Crashing) else p
+
+    def clients_done(self) -> bool:
+        return all(c.finished for c in self.clients)
+
+    def run(self, until_s: float, settle_s: float = 15.0) -> None:
+        """Run until every client finished (or ``until_s``), heal and restart every node,
+        then let the protocol settle for ``settle_s``."""
+        self.sim.run_until(until_s, stop=self.clients_done)
+        self.sim.heal()
+        for n in self.coordinators + self.shards:
+            if not self.sim.is_up(n):
+                self.sim.restart(n)
+        self.sim.run_for(settle_s)
+
+
+def build_sim(seed: int, *, shards: int = 3, clients: int = 3, txns: int = 4,
+              keys: int = 8, consensus: ConsensusFactory | None = None, replicas: int = 3,
+              consensus_options: dict[str, Any] | None = None,
+              participant: ParticipantOptions | None = None,
+              coordinator: CoordinatorOptions | None = None,
+              network: SimNetworkOptions | None = None, plan: CrashPlan | None = None,
+              spec: WorkloadSpec | None = None, trace: TraceWriter | None = None,
+              tick_s: float = 0.01) -> SimTxnCluster:
+    """A cluster: plain coordinator ``coord-0`` (or ``replicas`` replicated ones when a
+    ``consensus`` factory is given), shards ``shard-i``, clients ``client-i``."""
+    sim = Simulation(seed, network or SimNetworkOptions(), trace=trace)
+    shard_ids = shard_names(shards)
+    coord_ids = coordinator_names(replicas if consensus is not None else 1)
+    records: list[TxnRecord] = []
+
+    def wrap(node: str, build: Callable[[Durable], Any]) -> Callable[[Durable], Process]:
+        if plan is None or plan.node != node:
+            return build
+        return lambda durable: _Crashing(build(durable), plan, sim, node)
+
+    for c in coord_ids:
+        if consensus is None:
+            build: Callable[[Durable], Any] = (
+                lambda d, c=c: Coordinator(c, d, shards=shard_ids, options=coordinator))
+        else:
+            build = (lambda d, c=c: ReplicatedCoordinator(
+                c, d, peers={x: x for x in coord_ids}, consensus=consensus, shards=shard_ids,
+                options=coordinator, consensus_options=consensus_options))
+        sim.add_process(c, wrap(c, build), tick_s=tick_s)
+    for s in shard_ids:
+        sim.add_process(s, wrap(s, lambda d, s=s: Participant(s, d, participant)), tick_s=tick_s)
+    spec = spec or WorkloadSpec(keys=[f"k{i}" for i in range(keys)], txns=txns)
+    workload = []
+    for i in range(clients):
+        client = TxnWorkloadClient(f"client-{i}", coord_ids, shard_ids, spec, records)
+        workload.append(client)
+        sim.add_process(client.name, lambda d, client=client: client, tick_s=tick_s)
+    return SimTxnCluster(sim, coord_ids, shard_ids, workload, records, plan)
+
+
+@dataclass
+class RunVerdict:
+    ok: bool
+    problems: list[str]
+    committed: int
+    aborted: int
+    unknown: int
+
+    def __str__(self) -> str:
+        head = "PASS" if self.ok else "FAIL"
+        text = (f"{head}: {self.committed} committed, {self.aborted} aborted, "
+                f"{self.unknown} unknown")
+        return text + "".join(f"\n  - {p}" for p in self.problems[:10])
+
+
+def shard_outcomes(cluster: SimTxnCluster) -> dict[str, dict[str, tuple[bool, int]]]:
+    """shard -> txn -> (committed, seq), from what each shard persisted."""
+    out = {}
+    for s in cluster.shards:
+        d = cluster.sim.durable(s)
+        out[s] = {str(t): (bool(v[0]), int(v[1])) for t, v in d.items(DONE_NS)}
+    return out
+
+
+def check_run(cluster: SimTxnCluster) -> RunVerdict:
+    """The checks of the module docstring; ``problems`` lists every violation."""
+    from giants.twopc._checks import check_all_or_nothing_shards, check_replay
+
+    problems: list[str] = []
+    outcomes = shard_outcomes(cluster)
+    for s in cluster.shards:
+        d = cluster.sim.durable(s)
+        left = [str(t) for t, _ in d.items(PREPARED_NS)]
+        if left:
+            problems.append(f"{s} still in doubt about {left}")
+    by_txn = {r.txn: r for r in cluster.records}
+    problems += check_all_or_nothing_shards(by_txn, outcomes, cluster.shards)
+    for s in cluster.shards:
+        data = {str(k): v for k, v in cluster.sim.durable(s).items(KV_NS)}
+        problems += check_replay(s, cluster.shards, by_txn, outcomes[s], data)
+    counts = {st: sum(1 for r in cluster.records if r.status == st)
+              for st in ("committed", "aborted", "unknown")}
+    return RunVerdict(not problems, problems, counts["committed"], counts["aborted"],
+                      counts["unknown"])
