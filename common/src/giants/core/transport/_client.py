@@ -29,7 +29,13 @@ from giants.core.envelope import (
     encode_envelope,
     frame,
 )
-from giants.core.errors import ConnectionLost, GiantsError, RemoteProtocolError, Timeout
+from giants.core.errors import (
+    ConnectionLost,
+    GiantsError,
+    LocalProtocolError,
+    RemoteProtocolError,
+    Timeout,
+)
 from giants.core.transport._base import (
     CONNECT_TIMEOUT_S,
     MAX_IN_FLIGHT_PER_CONNECTION,
@@ -190,7 +196,7 @@ class StreamClient:
         if conn is not None and not conn.closed:
             return conn
         if self._nursery is None:
-            raise RuntimeError("use the client as 'async with'")
+            raise LocalProtocolError("use the client as 'async with'")
         lock = self._connect_locks.setdefault(address, trio.Lock())
         async with lock:
             conn = self._conns.get(address)

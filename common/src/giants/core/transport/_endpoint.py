@@ -96,6 +96,7 @@ class StreamEndpoint:
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
         stream_handler: StreamHandler | None = None,
         registry: MessageRegistry = DEFAULT_REGISTRY,
+        write_timeout_s: float = WRITE_TIMEOUT_S,
     ) -> None:
         self._node_id = node_id
         self._address = address
@@ -104,6 +105,7 @@ class StreamEndpoint:
         self._max_frame_bytes = max_frame_bytes
         self._stream_handler = stream_handler
         self._registry = registry
+        self._write_timeout_s = write_timeout_s
         self._inbox_in, self._inbox = trio.open_memory_channel[Envelope](RECEIVE_QUEUE_SIZE)
         self._links: dict[str, _PeerLink] = {}
         self._routes: dict[str, FramedConnection] = {}
@@ -318,13 +320,13 @@ class StreamEndpoint:
             log.info("%s: send failed, message dropped: %s", conn.label, exc)
 
     async def _watchdog(self) -> None:
-        """Close connections whose writes have made no progress for WRITE_TIMEOUT_S."""
+        """Close connections whose writes have made no progress for a write timeout."""
         while True:
-            await trio.sleep(WRITE_TIMEOUT_S)
+            await trio.sleep(self._write_timeout_s)
             for conn in list(self._conns):
                 if conn.stalled():
                     log.warning("%s: write stalled for %.1fs, connection closed", conn.label,
-                                WRITE_TIMEOUT_S)
+                                self._write_timeout_s)
                     await conn.aclose()
 
     # -- membership -----------------------------------------------------------------

@@ -22,7 +22,7 @@ import trio.testing
 from giants.core.codec import DEFAULT_REGISTRY, MessageRegistry
 from giants.core.envelope import DEFAULT_MAX_FRAME_BYTES
 from giants.core.errors import LocalProtocolError
-from giants.core.transport._base import StreamHandler
+from giants.core.transport._base import WRITE_TIMEOUT_S, StreamHandler
 from giants.core.transport._client import StreamClient
 from giants.core.transport._endpoint import StreamEndpoint
 
@@ -71,6 +71,7 @@ async def serve(
     max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
     stream_handler: StreamHandler | None = None,
     registry: MessageRegistry = DEFAULT_REGISTRY,
+    write_timeout_s: float = WRITE_TIMEOUT_S,
 ) -> AsyncIterator[StreamEndpoint]:
     """Serve under the name ``listen`` (default: ``node_id``) and yield the endpoint.
 
@@ -81,6 +82,7 @@ async def serve(
         ep = StreamEndpoint(
             node_id, name, nursery=nursery, connector=network.connect, peers=peers,
             max_frame_bytes=max_frame_bytes, stream_handler=stream_handler, registry=registry,
+            write_timeout_s=write_timeout_s,
         )
         network._listen(name, nursery, ep.handle_stream)
         try:

@@ -17,7 +17,7 @@ import trio
 
 from giants.core.codec import DEFAULT_REGISTRY, MessageRegistry
 from giants.core.envelope import DEFAULT_MAX_FRAME_BYTES
-from giants.core.transport._base import StreamHandler, parse_address
+from giants.core.transport._base import WRITE_TIMEOUT_S, StreamHandler, parse_address
 from giants.core.transport._client import StreamClient
 from giants.core.transport._endpoint import StreamEndpoint
 
@@ -39,6 +39,7 @@ async def serve(
     max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
     stream_handler: StreamHandler | None = None,
     registry: MessageRegistry = DEFAULT_REGISTRY,
+    write_timeout_s: float = WRITE_TIMEOUT_S,
 ) -> AsyncIterator[StreamEndpoint]:
     """Listen on ``listen`` and yield the endpoint; on exit every connection is closed.
 
@@ -52,7 +53,7 @@ async def serve(
         ep = StreamEndpoint(
             node_id, f"{bound_host}:{bound_port}", nursery=nursery, connector=connect,
             peers=peers, max_frame_bytes=max_frame_bytes, stream_handler=stream_handler,
-            registry=registry,
+            registry=registry, write_timeout_s=write_timeout_s,
         )
         nursery.start_soon(partial(trio.serve_listeners, ep.handle_stream, listeners,
                                    handler_nursery=nursery))
