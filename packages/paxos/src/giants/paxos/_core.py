@@ -149,6 +149,8 @@ class MultiPaxos:
 
     def tick(self, io: Io) -> None:
         self.ticks += 1
+        if self.ticks % self.heartbeat_ticks == 0:
+            self.log.persist_prefix(io)
         if self.role == "leader":
             self._leader_tick(io)
         elif self.role == "candidate":

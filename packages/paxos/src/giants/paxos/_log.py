@@ -8,8 +8,9 @@ contract of ``giants.core.process``).
 
 Durable layout under the consensus namespace ``ns``:
 
-* ``<ns>.acc``  ``"promised"`` -> ``[round, node]``; ``"prefix"`` -> the chosen prefix
-  (every slot up to it is chosen and its log entry holds the chosen value);
+* ``<ns>.acc``  ``"promised"`` -> ``[round, node]``; ``"prefix"`` -> a chosen prefix
+  (every slot up to it is chosen and its log entry holds the chosen value; persisted
+  lazily, so possibly below the one in memory);
 * ``<ns>.log``  slot -> ``[round, node, kind, data]``: the accepted entry. A slot learnt
   chosen from a peer (catch-up) is stored under the ``CHOSEN`` ballot, above every real
   ballot: reporting it in a promise makes any new leader re-propose exactly that value;
@@ -57,6 +58,7 @@ class PaxosLog:
         self.snapshot: tuple[int, bytes] | None = (snap[0], snap[1]) if snap else None
         self.snap_index = self.snapshot[0] if self.snapshot else 0
         self.prefix = max(self.snap_index, int(durable.get(self.ns_acc, "prefix", 0)))
+        self._persisted_prefix = self.prefix
         self.entries: dict[int, LogEntry] = {}
         for slot, (rnd, node, kind, data) in durable.items(self.ns_log):
             assert isinstance(slot, int)
@@ -146,10 +148,17 @@ class PaxosLog:
             slot += 1
         if new:
             self.prefix = new[-1]
-            io.put(self.ns_acc, "prefix", self.prefix)
             for s in new:
                 self._on_chosen(io, s)
         return new
+
+    def persist_prefix(self, io: Io) -> None:
+        """Persist the chosen prefix if it moved. Lazy on purpose (the host calls it from
+        ticks): a persisted prefix lower than the real one is always safe -- on restart
+        the node just re-learns the rest -- and it saves a disk write per decision."""
+        if self.prefix != self._persisted_prefix:
+            io.put(self.ns_acc, "prefix", self.prefix)
+            self._persisted_prefix = self.prefix
 
     def _on_chosen(self, io: Io, slot: int) -> None:
         _, kind, data = self.entries[slot]
@@ -188,7 +197,6 @@ class PaxosLog:
         self.snap_index = index
         self.prefix = index
         io.put(self.ns_snap, "snap", [index, data])
-        io.put(self.ns_acc, "prefix", index)
         io.delete_range(self.ns_log, 0, index + 1)
         for s in [s for s in self.entries if s <= index]:
             del self.entries[s]
