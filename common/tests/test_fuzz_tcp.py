@@ -154,7 +154,7 @@ _msgpack_values = st.recursive(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.binary(max_size=200))
 def test_decode_envelope_random_bytes_only_declared_error(data: bytes) -> None:
     try:
@@ -163,7 +163,7 @@ def test_decode_envelope_random_bytes_only_declared_error(data: bytes) -> None:
         pass
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.lists(_msgpack_values, max_size=6), st.sampled_from(
     ["conformance.ping", "conformance.pong", "core.error", "core.stream_open", "nope"]))
 def test_decode_envelope_wrong_shapes_only_declared_error(

@@ -43,13 +43,11 @@ from giants.core.transport._base import (
     Connector,
     StreamOpen,
 )
-from giants.core.transport._conn import FramedConnection, close_quietly
+from giants.core.transport._conn import TRANSPORT_ERRORS, FramedConnection, close_quietly
 
 __all__ = ["StreamClient"]
 
 log = logging.getLogger("giants.core.transport")
-
-_TRANSPORT_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
 
 
 class _Call:
@@ -147,7 +145,7 @@ class StreamClient:
         try:
             try:
                 await conn.write(data)
-            except _TRANSPORT_ERRORS as exc:
+            except TRANSPORT_ERRORS as exc:
                 raise ConnectionLost(f"{address}: {exc}") from None
             await call.done.wait()
         finally:
@@ -165,7 +163,7 @@ class StreamClient:
         conn = await self._connection(address)
         try:
             await conn.write(data)
-        except _TRANSPORT_ERRORS as exc:
+        except TRANSPORT_ERRORS as exc:
             raise ConnectionLost(f"{address}: {exc}") from None
 
     @asynccontextmanager
@@ -176,7 +174,7 @@ class StreamClient:
         try:
             try:
                 await stream.send_all(data)
-            except _TRANSPORT_ERRORS as exc:
+            except TRANSPORT_ERRORS as exc:
                 raise ConnectionLost(f"{address}: {exc}") from None
             yield stream
         finally:
@@ -188,7 +186,7 @@ class StreamClient:
         try:
             with trio.fail_after(CONNECT_TIMEOUT_S):
                 return await self._connector(address)
-        except (trio.TooSlowError, *_TRANSPORT_ERRORS) as exc:
+        except (trio.TooSlowError, *TRANSPORT_ERRORS) as exc:
             raise ConnectionLost(f"cannot connect to {address}: {exc}") from None
 
     async def _connection(self, address: str) -> _ClientConnection:
@@ -221,7 +219,7 @@ class StreamClient:
         except RemoteProtocolError as exc:  # FrameTooLarge or an unparseable frame
             why = f"bad frame from server: {exc}"
             log.warning("%s: %s", conn.label, why)
-        except _TRANSPORT_ERRORS as exc:
+        except TRANSPORT_ERRORS as exc:
             why = f"connection lost: {exc}"
         finally:
             if self._conns.get(address) is conn:

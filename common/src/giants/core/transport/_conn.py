@@ -19,9 +19,16 @@ import trio
 from giants.core.envelope import LENGTH_PREFIX
 from giants.core.errors import FrameTooLarge
 
-__all__ = ["FramedConnection", "PrefixedStream", "read_first_frame", "close_quietly"]
+__all__ = [
+    "TRANSPORT_ERRORS",
+    "FramedConnection",
+    "PrefixedStream",
+    "read_first_frame",
+    "close_quietly",
+]
 
-_TRANSPORT_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
+# What a broken or closed byte stream raises: the connection is gone, nothing more.
+TRANSPORT_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
 
 
 async def close_quietly(stream: trio.abc.AsyncResource) -> None:
@@ -29,7 +36,7 @@ async def close_quietly(stream: trio.abc.AsyncResource) -> None:
     with trio.CancelScope(shield=True):
         try:
             await trio.aclose_forcefully(stream)
-        except _TRANSPORT_ERRORS:
+        except TRANSPORT_ERRORS:
             pass
 
 

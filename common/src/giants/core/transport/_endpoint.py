@@ -50,6 +50,7 @@ from giants.core.transport._base import (
     StreamOpen,
 )
 from giants.core.transport._conn import (
+    TRANSPORT_ERRORS,
     FramedConnection,
     PrefixedStream,
     close_quietly,
@@ -59,8 +60,6 @@ from giants.core.transport._conn import (
 __all__ = ["StreamEndpoint"]
 
 log = logging.getLogger("giants.core.transport")
-
-_TRANSPORT_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
 
 
 class _PeerLink:
@@ -144,7 +143,7 @@ class StreamEndpoint:
         label = f"{self._node_id}<-inbound"
         try:
             first = await read_first_frame(stream, self._max_frame_bytes)
-        except (RemoteProtocolError, *_TRANSPORT_ERRORS) as exc:
+        except (RemoteProtocolError, *TRANSPORT_ERRORS) as exc:
             log.warning("%s: closing connection: %s", label, exc)
             await close_quietly(stream)
             return
@@ -202,7 +201,7 @@ class StreamEndpoint:
                     return
         except RemoteProtocolError as exc:  # FrameTooLarge from the decoder
             log.warning("%s: closing connection: %s", conn.label, exc)
-        except _TRANSPORT_ERRORS as exc:
+        except TRANSPORT_ERRORS as exc:
             if not conn.closed:
                 log.info("%s: connection lost: %s", conn.label, exc)
 
@@ -281,7 +280,7 @@ class StreamEndpoint:
         try:
             with trio.fail_after(CONNECT_TIMEOUT_S):
                 stream = await self._connector(link.address)
-        except (trio.TooSlowError, *_TRANSPORT_ERRORS) as exc:
+        except (trio.TooSlowError, *TRANSPORT_ERRORS) as exc:
             log.info("%s: cannot connect to peer %s at %s: %s",
                      self._node_id, link.peer, link.address, exc)
             link.connecting = False
@@ -316,7 +315,7 @@ class StreamEndpoint:
             return
         try:
             await conn.write(data)
-        except _TRANSPORT_ERRORS as exc:
+        except TRANSPORT_ERRORS as exc:
             log.info("%s: send failed, message dropped: %s", conn.label, exc)
 
     async def _watchdog(self) -> None:
