@@ -33,7 +33,6 @@ from typing import Any
 
 from giants.core.errors import DefiniteError, IndefiniteError, Rejected, Unavailable
 from giants.core.process import Rng
-from giants.gfs._reads import MAX_CHUNKS_PER_LOOKUP
 from giants.gfs._messages import (
     Append,
     ChunkInfo,
@@ -44,8 +43,8 @@ from giants.gfs._messages import (
     GetChunks,
     GetLease,
     Lease,
-    Listing,
     ListDir,
+    Listing,
     Mkdir,
     Mutated,
     Read,
@@ -54,6 +53,7 @@ from giants.gfs._messages import (
     Stat,
     Write,
 )
+from giants.gfs._reads import MAX_CHUNKS_PER_LOOKUP
 
 __all__ = ["Call", "Push", "Sleep", "ClientState", "Op", "file_size", "read", "write",
            "record_append", "namespace_op", "list_dir", "stat"]
@@ -200,7 +200,10 @@ def record_append(st: ClientState, path: str, data: bytes) -> Op:
             raise Rejected(f"record of {len(data)} bytes exceeds a quarter chunk")
         index = lease.index
         if reply.chunk_full:
-            index += 1
+            # Skip straight to the file's last chunk: other appenders may have filled
+            # several chunks since this client's last append.
+            info = yield from master_call(st, Stat(path), read_only=True)
+            index = max(index + 1, info.total - 1)
             st.append_index[path] = index
             continue
         st.append_index[path] = index

@@ -48,8 +48,8 @@ from giants.gfs._messages import (
     Heartbeat,
     HeartbeatReply,
     Lease,
-    RevokeAck,
     Revoke,
+    RevokeAck,
 )
 from giants.gfs._namespace import LockSet
 from giants.gfs._replication import place, plan_clones, plan_drops, plan_rebalance

@@ -14,7 +14,7 @@ from typing import Any
 
 from giants.core.errors import Rejected
 from giants.gfs._locations import Locations
-from giants.gfs._messages import ChunkInfo, Chunks, FsckReport, GetChunks, Listing, ListDir, Stat
+from giants.gfs._messages import ChunkInfo, Chunks, FsckReport, GetChunks, ListDir, Listing, Stat
 from giants.gfs._metadata import Metadata
 from giants.gfs._namespace import check_path
 

@@ -181,7 +181,8 @@ def make_record(client: int, seq: int, size: int) -> bytes:
 
 
 def append_scenario(seed: int, *, clients: int = 3, appends: int = 12,
-                    crash_master: bool = False, opts: SimOptions | None = None,
+                    crash_master: bool = False, faults: bool = True,
+                    opts: SimOptions | None = None,
                     trace: TraceWriter | None = None) -> ScenarioResult:
     world = GfsWorld(seed, opts, trace)
     rng = world.sim.rng
@@ -197,7 +198,8 @@ def append_scenario(seed: int, *, clients: int = 3, appends: int = 12,
                          lambda st, rec=rec: record_append(st, path, rec)))
         work.append((f"create:/dirs/c{c}", lambda st, c=c: namespace_op(st, Create(f"/dirs/c{c}"))))
         world.add_client(f"client-{c}", work, start_at=0.5 + 0.1 * c)
-    crash_nemesis(world, until=8.0, master=crash_master)
+    if faults:
+        crash_nemesis(world, until=8.0, master=crash_master)
     world.sim.run_for(40.0, stop=world.clients_done)
     world.settle()
     problems = check_appends(world, path, records)
