@@ -44,7 +44,13 @@ from giants.core.envelope import (
     encode_envelope,
     frame,
 )
-from giants.core.errors import ConnectionLost, NotLeader, RemoteProtocolError, Timeout
+from giants.core.errors import (
+    ConnectionLost,
+    LocalProtocolError,
+    NotLeader,
+    RemoteProtocolError,
+    Timeout,
+)
 from giants.core.transport import RECEIVE_QUEUE_SIZE, StreamOpen, memory, tcp
 from giants.core.transport._base import Client, Endpoint, StreamHandler
 
@@ -322,6 +328,19 @@ class TransportConformance:
                 await ep.send(Envelope("s1", "c1", 1, late.msg_id, Pong(100)))
                 await ep.send(Envelope("s1", "c1", 2, fresh.msg_id, Pong(2)))
             assert got == [Pong(2)]
+
+    @pytest.mark.trio
+    async def test_unencodable_body_is_a_local_error(
+        self, kit: TransportKit, transport_clock: Any
+    ) -> None:
+        async with serving_echo(kit, "s1") as ep, kit.client("c1") as c:
+            with pytest.raises(LocalProtocolError):
+                await c.request(ep.address, object(), timeout=REPLY_TIMEOUT_S)
+            with pytest.raises(LocalProtocolError):
+                await c.send(ep.address, Ping(1, {1, 2}))  # type: ignore[arg-type]
+            with pytest.raises(LocalProtocolError):
+                await ep.send(Envelope("s1", "c1", 1, None, object()))
+            assert await c.request(ep.address, Ping(2), timeout=REPLY_TIMEOUT_S) == Pong(2)
 
     # -- peers ----------------------------------------------------------------------
 
