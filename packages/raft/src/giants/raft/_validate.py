@@ -55,15 +55,26 @@ def _entries_problem(m: AppendEntries) -> str | None:
     return None
 
 
+_NOT_INDEXES = frozenset({"term", "entries", "voters", "learners", "data", "pre_vote",
+                          "transfer", "granted", "success", "done"})
+_INDEX_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _index_fields(cls: type) -> tuple[str, ...]:
+    names = _INDEX_FIELDS.get(cls)
+    if names is None:
+        names = _INDEX_FIELDS[cls] = tuple(
+            f for f in getattr(cls, "__slots__", ()) if f not in _NOT_INDEXES)
+    return names
+
+
 def validate(body: Any) -> str | None:
     term = body.term
     if type(term) is not int or term < 1:
         return f"term {term!r}"
-    ints = [getattr(body, f) for f in body.__slots__ if f not in (
-        "term", "entries", "voters", "learners", "data", "pre_vote", "transfer", "granted",
-        "success", "done")]
-    if not all(_int_ok(x) for x in ints):
-        return f"negative index in {ints}"
+    for name in _index_fields(type(body)):
+        if not _int_ok(getattr(body, name)):
+            return f"{name} = {getattr(body, name)!r}"
     if isinstance(body, AppendEntries):
         if body.prev_term > term or (body.prev_index == 0) != (body.prev_term == 0):
             return f"prev ({body.prev_index}, {body.prev_term}) in term {term}"

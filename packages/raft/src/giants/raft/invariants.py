@@ -47,6 +47,7 @@ class RaftInvariants:
         self._checked_commit: dict[str, tuple[RaftCore, int]] = {}
         self._led: dict[str, tuple[RaftCore, int]] = {}
         self.steps = 0
+        self._cache: dict[str, tuple[object, RaftCore]] = {}
 
     def install(self) -> RaftInvariants:
         self.sim.after_event.append(self.check)
@@ -60,19 +61,25 @@ class RaftInvariants:
 
     def check(self, sim: Simulation) -> None:
         self.steps += 1
+        cache = self._cache
         for node in self.nodes:
-            core = core_of(sim, node)
-            if core is not None:
-                self._check_node(node, core)
-
-    def _check_node(self, node: str, core: RaftCore) -> None:
-        if core.role == LEADER:
-            self._election_safety(node, core)
-        if core.log.changed_from is not None:
-            self._log_matching(node, core)
-        mark = self._checked_commit.get(node)
-        if mark is None or mark[0] is not core or mark[1] != core.commit:
-            self._state_machine_safety(node, core, mark)
+            proc = sim.process(node)
+            if proc is None:
+                continue
+            hit = cache.get(node)
+            if hit is None or hit[0] is not proc:
+                core = core_of(sim, node)
+                if core is None:
+                    continue
+                hit = cache[node] = (proc, core)
+            core = hit[1]
+            if core.role == LEADER:
+                self._election_safety(node, core)
+            if core.log.changed_from is not None:
+                self._log_matching(node, core)
+            mark = self._checked_commit.get(node)
+            if mark is None or mark[0] is not core or mark[1] != core.commit:
+                self._state_machine_safety(node, core, mark)
 
     def _election_safety(self, node: str, core: RaftCore) -> None:
         other = self.leaders.setdefault(core.term, node)
