@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+
 from giants.core.plugins import load_registry
 from giants.core.testing.consensus_conformance import CONFORMANCE_CHECKS
 from giants.raft import raft_factory

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+
 from giants.core.consensus import ConsensusConfig
 from giants.core.envelope import Envelope
 from giants.core.kv import KVStateMachine
@@ -125,9 +126,12 @@ def _change(sim: Simulation, admin: _Admin, nodes: list[str], op: str,
             continue
         core = core_of(sim, leader)
         assert isinstance(core, RaftCore)
-        index = core._pending_conf_index
-        sim.run_for(5.0, stop=lambda: all(
-            (c := core_of(sim, n)) is None or c.commit >= index for n in reply.voters))
+        index, voters = core._pending_conf_index, list(reply.voters)
+
+        def committed(index: int = index, voters: list[str] = voters) -> bool:
+            return all((c := core_of(sim, n)) is None or c.commit >= index for n in voters)
+
+        sim.run_for(5.0, stop=committed)
         return node
     raise AssertionError(f"seed {sim.seed}: {op} never went through")
 
