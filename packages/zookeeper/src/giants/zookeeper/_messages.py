@@ -1,0 +1,71 @@
+"""Messages between a ZooKeeper server core, its jute front-end and its peers.
+
+A client connection is ``(envelope source, conn number)``: the trio front-end of a real
+server (``node.py``) is one source holding many TCP connections; each simulated client
+is its own source. Frames travel as raw jute bytes, so the core runs the real codec in
+the simulator too. Server-to-server messages are the consensus core's own plus
+``Forward`` (a follower hands a write to the leader, paper section 4: "write requests
+are forwarded to the leader") and ``Touch`` (session liveness for the leader, which
+expires sessions).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from giants.core.codec import message
+
+__all__ = ["ClientFrame", "AdminWord", "Hangup", "ServerFrames", "Forward", "Touch"]
+
+
+@message("zk.frame")
+@dataclass(frozen=True, slots=True)
+class ClientFrame:
+    """One jute frame (without its length prefix) a client sent on connection ``conn``."""
+
+    conn: int
+    data: bytes
+
+
+@message("zk.admin")
+@dataclass(frozen=True, slots=True)
+class AdminWord:
+    """A four-letter admin word (``ruok``, ``envi``...) that opened connection ``conn``."""
+
+    conn: int
+    word: str
+
+
+@message("zk.hangup")
+@dataclass(frozen=True, slots=True)
+class Hangup:
+    """Connection ``conn`` is gone (the client closed it or it broke)."""
+
+    conn: int
+
+
+@message("zk.out")
+@dataclass(frozen=True, slots=True)
+class ServerFrames:
+    """Bytes for connection ``conn`` (whole jute frames with their length prefixes, or
+    an admin answer); ``close``: close the connection after writing them."""
+
+    conn: int
+    frames: list[bytes]
+    close: bool
+
+
+@message("zk.forward")
+@dataclass(frozen=True, slots=True)
+class Forward:
+    """A follower asks the leader to propose these commands, in this order."""
+
+    commands: list[bytes]
+
+
+@message("zk.touch")
+@dataclass(frozen=True, slots=True)
+class Touch:
+    """Sessions a server heard from since its last touch (the leader expires sessions)."""
+
+    sessions: list[int]

@@ -1,0 +1,534 @@
+"""The ZooKeeper server core: a sans-I/O ``Process`` stacked over a consensus core
+(ZooKeeper paper section 4, "ZooKeeper implementation"; Zab's role is played by the
+configured consensus plugin).
+
+Per server, the paper's pipeline maps onto this class as follows:
+
+* **Request processor.** A client's write (create, delete, setData, setACL, multi,
+  sync, close, and the session handshake) becomes a command (``_tree`` module doc) and
+  goes to the consensus leader: proposed directly when this server leads, else sent in a
+  ``Forward``. Reads (exists, getData, getChildren, getACL) never leave the server.
+* **Atomic broadcast.** The consensus core orders commands; every server applies the
+  committed log in index order, so writes are linearizable. The zxid of an entry is
+  ``term << 32 | index``: monotonic across leaders, as Zab's ``(epoch, counter)``.
+* **Replicated database.** ``DataTree`` (the in-memory tree + sessions); snapshots go
+  to the consensus core's ``compact`` every ``snapshot_every`` entries and the log
+  suffix replays on restart.
+* **Client order.** Each connection's requests wait in one FIFO queue: a read executes
+  only when every earlier request of the connection has been answered, and replies go
+  out in request order (FIFO client order; the paper's section 2.3 guarantee). Writes
+  carry a per-connection sequence number (``wseq``) that the tree applies in order and
+  exactly once, so retransmitting a forward (lost message, leader change) is safe.
+* **Watches** are local: registered by a read here, fired when this server applies a
+  matching change, sent before any later reply on that connection.
+* **Sessions** are replicated: created, attached (reconnect to any server) and closed
+  through the log. The leader tracks liveness (other servers ``Touch`` it with the
+  sessions they heard from) and proposes expiry after a session's timeout; a new leader
+  first grants every session a full timeout.
+
+Ordering contract (enforced by the host): a call's persists (consensus log, snapshot)
+are durable before its messages and client replies leave.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+
+from giants.core.consensus import ConsensusConfig, ConsensusCore, ConsensusFactory
+from giants.core.envelope import Envelope
+from giants.core.errors import NotLeader
+from giants.core.process import Durable, Io
+from giants.zookeeper._jute import (
+    AUTH_XID,
+    PING_XID,
+    READ_OPS,
+    WRITE_OPS,
+    Err,
+    JuteError,
+    Op,
+    decode_connect,
+    decode_request,
+    encode_connect_response,
+    watch_event,
+)
+from giants.zookeeper._messages import AdminWord, ClientFrame, Forward, Hangup, ServerFrames, Touch
+from giants.zookeeper._replies import read, reply, write_body
+from giants.zookeeper._tree import DataTree
+
+__all__ = ["ZooKeeperServer", "ServerOptions", "zxid_of"]
+
+# Requests queued on one connection before the server gives up on it (the paper's
+# servers throttle at 2,000 outstanding requests; kazoo's async batches stay below).
+MAX_QUEUED_PER_CONN = 10_000
+# A forwarded write not applied after this long is sent again (lost message, new leader).
+RETRANSMIT_S = 0.5
+# How often a follower tells the leader which sessions it heard from.
+TOUCH_EVERY_S = 0.1
+# A new expiry proposal for a session is made at most this often.
+EXPIRE_RETRY_S = 1.0
+VERSION = "3.8.0-giants"
+
+
+def zxid_of(term: int, index: int) -> int:
+    """Zab's (epoch, counter) pair, from the consensus term and log index."""
+    return (term << 32) | (index & 0xFFFF_FFFF)
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    """``tick_ms`` is ZooKeeper's tickTime: sessions time out in [2, 20] ticks."""
+
+    tick_ms: int = 2000
+    snapshot_every: int = 1000
+    max_buffer: int = 0xFFFFF
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ServerOptions:
+        return cls(**{k: int(v) for k, v in d.items() if k in ("tick_ms", "snapshot_every",
+                                                                 "max_buffer")})
+
+
+@dataclass
+class Item:
+    """One request waiting in its connection's FIFO queue."""
+
+    xid: int
+    op: int
+    body: list[Any] | None
+    frame: bytes | None = None   # the reply, once known
+    command: bytes | None = None  # for writes: what goes to the log
+    wseq: int = 0
+    sent_at: float = -1.0
+
+
+@dataclass
+class Conn:
+    key: tuple[str, int]
+    owner: str
+    state: str = "new"          # new -> connecting -> open
+    sid: int = 0
+    timeout_ms: int = 0
+    auth: list[list[str]] = field(default_factory=list)
+    queue: deque[Item] = field(default_factory=deque)
+    connect: Item | None = None
+    wseq: int = 0
+    last_heard: float = 0.0
+    watches: set[tuple[str, str]] = field(default_factory=set)
+
+
+def _pack(v: Any) -> bytes:
+    return msgpack.packb(v, use_bin_type=True)
+
+
+def _unpack(b: bytes) -> Any:
+    return msgpack.unpackb(b, raw=False, strict_map_key=False)
+
+
+def digest_id(user_password: str) -> str:
+    """ZooKeeper's digest id: ``user:base64(sha1("user:password"))``."""
+    user = user_password.split(":", 1)[0]
+    return f"{user}:{base64.b64encode(hashlib.sha1(user_password.encode()).digest()).decode()}"
+
+
+class ZooKeeperServer:
+    """One ensemble member (a ``Process``). See the module docstring."""
+
+    def __init__(self, node_id: str, consensus_factory: ConsensusFactory,
+                 config: ConsensusConfig, durable: Durable,
+                 options: ServerOptions | None = None) -> None:
+        self.node_id = node_id
+        self.opts = options or ServerOptions()
+        self.consensus: ConsensusCore = consensus_factory(config, durable)
+        self.tree = DataTree()
+        self.applied_index = 0
+        self._snap_index = 0
+        self.boot = ""
+        self.conns: dict[tuple[str, int], Conn] = {}
+        self.by_owner: dict[str, Conn] = {}
+        self.data_watches: dict[str, set[tuple[str, int]]] = {}
+        self.child_watches: dict[str, set[tuple[str, int]]] = {}
+        self._out: dict[tuple[str, int], list[bytes]] = {}
+        self._close: set[tuple[str, int]] = set()
+        self._leader_seen: str | None = None
+        self._leading = False
+        self._touched: dict[int, float] = {}
+        self._to_touch: set[int] = set()
+        self._last_touch_sent = 0.0
+        self._expiring: dict[int, float] = {}
+        self.now = 0.0
+        self.applied_log: list[int] = []  # zxids applied since start, for sim invariants
+        self.keep_applied_log = False
+
+    # -- Process ----------------------------------------------------------------------
+
+    def start(self, io: Io) -> None:
+        self.boot = f"{io.rng.randint(0, 2**32 - 1):08x}"
+        self.now = io.now
+        self.consensus.start(io)
+        self._drain(io)
+
+    def tick(self, io: Io) -> None:
+        self.now = io.now
+        self.consensus.tick(io)
+        self._drain(io)
+        self._retransmit(io)
+        self._sessions_tick(io)
+        self._flush(io)
+
+    def receive(self, io: Io, env: Envelope) -> None:
+        self.now = io.now
+        body = env.body
+        if isinstance(body, ClientFrame):
+            self._on_frame(io, (env.source, body.conn), body.data)
+        elif isinstance(body, Forward):
+            self._on_forward(io, body)
+        elif isinstance(body, Touch):
+            if self._leading:
+                for sid in body.sessions:
+                    self._touched[sid] = io.now
+        elif isinstance(body, Hangup):
+            self._drop_conn((env.source, body.conn))
+        elif isinstance(body, AdminWord):
+            self._admin((env.source, body.conn), body.word)
+        elif self.consensus.handles(body):
+            self.consensus.receive(io, env)
+        else:
+            io.trace("zk.unexpected", msg=type(body).__name__)
+        self._drain(io)
+        self._flush(io)
+
+    # -- client frames ----------------------------------------------------------------
+
+    def _on_frame(self, io: Io, key: tuple[str, int], data: bytes) -> None:
+        conn = self.conns.get(key)
+        if conn is None:
+            conn = Conn(key, f"{self.node_id}/{self.boot}/{key[0]}/{key[1]}")
+            self.conns[key] = conn
+            self.by_owner[conn.owner] = conn
+        conn.last_heard = io.now
+        try:
+            if conn.state == "new":
+                self._on_connect(io, conn, data)
+            elif conn.state == "open":
+                self._on_request(io, conn, data)
+            else:
+                raise JuteError("request before the session handshake finished")
+        except JuteError as exc:
+            io.probe("zk.malformed_frame")
+            io.trace("zk.bad_frame", conn=str(key), error=str(exc))
+            self._send(key, [], close=True)
+            self._drop_conn(key)
+
+    def _on_connect(self, io: Io, conn: Conn, data: bytes) -> None:
+        last_zxid, timeout, sid, passwd, _ro = decode_connect(data)
+        if last_zxid > self.tree.last_zxid:
+            # ZooKeeper refuses a client that has seen a newer state than this server.
+            io.probe("zk.refused_lagging_server")
+            self._send(conn.key, [], close=True)
+            self._drop_conn(conn.key)
+            return
+        conn.state = "connecting"
+        now_ms = int(io.now * 1000)
+        if sid == 0:
+            lo, hi = 2 * self.opts.tick_ms, 20 * self.opts.tick_ms
+            timeout = min(max(timeout, lo), hi)
+            pw = io.rng.randint(0, 2**128 - 1).to_bytes(16, "big")
+            cmd = ["cs", self.node_id, now_ms, timeout, pw, conn.owner]
+        else:
+            cmd = ["at", self.node_id, now_ms, sid, passwd, conn.owner]
+        conn.connect = Item(0, 0, None, command=_pack(cmd))
+        self._propose_item(io, conn.connect)
+
+    def _on_request(self, io: Io, conn: Conn, data: bytes) -> None:
+        xid, op, body = decode_request(data)
+        if conn.sid:
+            if self._leading:
+                self._touched[conn.sid] = io.now
+            else:
+                self._to_touch.add(conn.sid)
+        if op == Op.PING:
+            self._send(conn.key, [reply(PING_XID, self.tree.last_zxid, Err.OK)])
+            return
+        if len(conn.queue) >= MAX_QUEUED_PER_CONN:
+            raise JuteError("too many outstanding requests on one connection")
+        item = Item(xid, op, body)
+        conn.queue.append(item)
+        if body is None:
+            item.frame = reply(xid, self.tree.last_zxid, Err.UNIMPLEMENTED)
+        elif op in WRITE_OPS:
+            conn.wseq += 1
+            item.wseq = conn.wseq
+            item.command = _pack(["op", self.node_id, int(io.now * 1000), conn.sid,
+                                  conn.owner, conn.wseq, conn.auth, op, body])
+            self._propose_item(io, item)
+        elif op == Op.CLOSE:
+            item.command = _pack(["cl", self.node_id, int(io.now * 1000), conn.sid,
+                                  conn.owner])
+            self._propose_item(io, item)
+        self._pump(conn)
+
+    def _pump(self, conn: Conn) -> None:
+        """Answer the head of the queue while it can be answered, in order."""
+        out = []
+        while conn.queue:
+            item = conn.queue[0]
+            if item.frame is None:
+                if item.command is not None:
+                    break
+                item.frame = self._execute_local(conn, item)
+            out.append(item.frame)
+            conn.queue.popleft()
+            if item.op == Op.AUTH and item.body is not None and item.frame[-4:] != b"\0\0\0\0":
+                self._send(conn.key, out, close=True)
+                self._drop_conn(conn.key)
+                return
+        if out:
+            self._send(conn.key, out)
+
+    def _execute_local(self, conn: Conn, item: Item) -> bytes:
+        assert item.body is not None
+        zxid = self.tree.last_zxid
+        if item.op == Op.AUTH:
+            _type, scheme, auth = item.body
+            if scheme != "digest" or b":" not in auth:
+                return reply(AUTH_XID, zxid, Err.AUTH_FAILED)
+            ident = ["digest", digest_id(auth.decode("utf-8", "replace"))]
+            if ident not in conn.auth:
+                conn.auth.append(ident)
+            return reply(AUTH_XID, zxid, Err.OK)
+        assert item.op in READ_OPS, item.op
+        err, body, watch = read(self.tree, item.op, item.body, conn.auth)
+        if watch is not None:
+            table = self.data_watches if watch == "data" else self.child_watches
+            table.setdefault(item.body[0], set()).add(conn.key)
+            conn.watches.add((watch, item.body[0]))
+        return reply(item.xid, zxid, err, body)
+
+    # -- proposing --------------------------------------------------------------------
+
+    def _propose_item(self, io: Io, item: Item) -> None:
+        assert item.command is not None
+        item.sent_at = io.now
+        self._propose(io, [item.command])
+
+    def _propose(self, io: Io, commands: list[bytes]) -> None:
+        leader = self.consensus.leader()
+        if leader == self.node_id:
+            try:
+                for cmd in commands:
+                    self.consensus.propose(io, cmd)
+            except NotLeader:
+                io.probe("zk.propose_not_leader")
+        elif leader is not None:
+            io.send(leader, Forward(commands))
+
+    def _on_forward(self, io: Io, fwd: Forward) -> None:
+        if self.consensus.leader() != self.node_id:
+            io.probe("zk.forward_to_non_leader")
+            return
+        self._propose(io, fwd.commands)
+
+    def _retransmit(self, io: Io) -> None:
+        leader = self.consensus.leader()
+        changed = leader != self._leader_seen
+        self._leader_seen = leader
+        if leader is None:
+            return
+        for conn in self.conns.values():
+            waiting = [conn.connect] if conn.connect is not None else []
+            waiting += [i for i in conn.queue if i.frame is None and i.command is not None]
+            if waiting and (changed or io.now - waiting[0].sent_at >= RETRANSMIT_S):
+                io.probe("zk.retransmit")
+                for item in waiting:
+                    item.sent_at = io.now
+                self._propose(io, [i.command for i in waiting if i.command is not None])
+
+    # -- applying the committed log ---------------------------------------------------
+
+    def _drain(self, io: Io) -> None:
+        ready = self.consensus.take_ready()
+        if ready.snapshot is not None and ready.snapshot[0] > self.applied_index:
+            index, data = ready.snapshot
+            self.tree.restore(_unpack(data))
+            self.applied_index = self._snap_index = index
+        for entry in ready.entries:
+            if entry.index <= self.applied_index:
+                continue
+            assert entry.index == self.applied_index + 1, (
+                f"{self.node_id}: gap in applied entries {self.applied_index} -> {entry.index}")
+            self.applied_index = entry.index
+            if entry.command is not None:
+                self._apply(io, entry.command, zxid_of(entry.term, entry.index))
+        if self.applied_index - self._snap_index >= self.opts.snapshot_every:
+            self.consensus.compact(io, self.applied_index, _pack(self.tree.snapshot()))
+            self._snap_index = self.applied_index
+        leading = self.consensus.leader() == self.node_id
+        if leading and not self._leading:
+            # A new leader gives every session a full timeout before it may expire.
+            self._touched = {sid: io.now for sid in self.tree.sessions}
+            self._expiring.clear()
+        self._leading = leading
+
+    def _apply(self, io: Io, raw: bytes, zxid: int) -> None:
+        cmd = _unpack(raw)
+        result, events = self.tree.apply(cmd, zxid)
+        if self.keep_applied_log:
+            self.applied_log.append(zxid)
+        self._fire(events)
+        kind = cmd[0]
+        if kind in ("cs", "at"):
+            self._on_session_result(io, cmd, result)
+        elif kind == "cl":
+            self._on_closed(cmd, result, zxid)
+        elif result[0] not in ("dup", "gap"):
+            conn = self.by_owner.get(cmd[4])
+            if conn is not None:
+                self._complete(conn, cmd[5], result, zxid)
+
+    def _complete(self, conn: Conn, wseq: int, result: list[Any], zxid: int) -> None:
+        for item in conn.queue:
+            if item.wseq == wseq and item.frame is None:
+                err, resp = result
+                item.frame = reply(item.xid, zxid, err, write_body(item.op, resp)
+                                   if err == Err.OK else b"")
+                break
+        self._pump(conn)
+
+    def _on_session_result(self, io: Io, cmd: list[Any], result: list[Any]) -> None:
+        owner = cmd[5]
+        if cmd[0] == "at" and result[0] == "ok":
+            # The session moved here from another connection: that one is done.
+            for other in list(self.conns.values()):
+                if other.sid == result[1] and other.owner != owner:
+                    io.probe("zk.session_moved_away")
+                    self._send(other.key, [], close=True)
+                    self._drop_conn(other.key)
+        if self._leading and result[0] == "ok":
+            self._touched[result[1]] = io.now
+        conn = self.by_owner.get(owner)
+        if conn is None or conn.state != "connecting":
+            return
+        conn.connect = None
+        if result[0] != "ok":
+            io.probe("zk.connect_expired_session")
+            self._send(conn.key, [encode_connect_response(0, 0, b"\0" * 16)], close=True)
+            self._drop_conn(conn.key)
+            return
+        _, sid, timeout, passwd = result
+        conn.state, conn.sid, conn.timeout_ms = "open", sid, timeout
+        self._send(conn.key, [encode_connect_response(timeout, sid, bytes(passwd))])
+
+    def _on_closed(self, cmd: list[Any], result: list[Any], zxid: int) -> None:
+        sid, owner = cmd[3], cmd[4]
+        self._touched.pop(sid, None)
+        self._expiring.pop(sid, None)
+        for conn in list(self.conns.values()):
+            if conn.sid != sid or conn.state != "open":
+                continue
+            if owner is not None and conn.owner == owner:
+                for item in conn.queue:
+                    if item.op == Op.CLOSE and item.frame is None:
+                        item.frame = reply(item.xid, zxid, Err.OK)
+                self._pump(conn)
+            if result[0] == "ok":
+                self._send(conn.key, [], close=True)
+                self._drop_conn(conn.key)
+
+    def _fire(self, events: list[tuple[int, str]]) -> None:
+        for etype, path in events:
+            targets: set[tuple[str, int]] = set()
+            if etype != 4:
+                targets |= self.data_watches.pop(path, set())
+            if etype in (2, 4):
+                targets |= self.child_watches.pop(path, set())
+            for key in sorted(targets):
+                conn = self.conns.get(key)
+                if conn is None:
+                    continue
+                conn.watches.discard(("data", path))
+                conn.watches.discard(("child", path))
+                self._send(key, [watch_event(etype, path)])
+
+    # -- sessions ---------------------------------------------------------------------
+
+    def _sessions_tick(self, io: Io) -> None:
+        now = io.now
+        for conn in list(self.conns.values()):
+            if conn.state == "open" and now - conn.last_heard > conn.timeout_ms / 1000:
+                io.probe("zk.silent_connection_closed")
+                self._send(conn.key, [], close=True)
+                self._drop_conn(conn.key)
+        if not self._leading:
+            leader = self.consensus.leader()
+            if self._to_touch and leader is not None and now - self._last_touch_sent >= TOUCH_EVERY_S:
+                io.send(leader, Touch(sorted(self._to_touch)))
+                self._to_touch.clear()
+                self._last_touch_sent = now
+            return
+        expired = []
+        for sid, s in self.tree.sessions.items():
+            last = self._touched.setdefault(sid, now)
+            if now - last > s.timeout_ms / 1000 and now - self._expiring.get(sid, -1e9) > EXPIRE_RETRY_S:
+                expired.append(sid)
+        for sid in expired:
+            io.probe("zk.session_expired")
+            io.trace("zk.expire", sid=sid)
+            self._expiring[sid] = now
+            self._propose(io, [_pack(["cl", self.node_id, int(now * 1000), sid, None])])
+
+    # -- connections ------------------------------------------------------------------
+
+    def _send(self, key: tuple[str, int], frames: list[bytes], close: bool = False) -> None:
+        self._out.setdefault(key, []).extend(frames)
+        if close:
+            self._close.add(key)
+
+    def _flush(self, io: Io) -> None:
+        for key, frames in self._out.items():
+            io.send(key[0], ServerFrames(key[1], frames, key in self._close))
+        for key in self._close - set(self._out):
+            io.send(key[0], ServerFrames(key[1], [], True))
+        self._out.clear()
+        self._close.clear()
+
+    def _drop_conn(self, key: tuple[str, int]) -> None:
+        conn = self.conns.pop(key, None)
+        if conn is None:
+            return
+        self.by_owner.pop(conn.owner, None)
+        for kind, path in conn.watches:
+            table = self.data_watches if kind == "data" else self.child_watches
+            holders = table.get(path)
+            if holders is not None:
+                holders.discard(key)
+                if not holders:
+                    del table[path]
+
+    def _admin(self, key: tuple[str, int], word: str) -> None:
+        mode = "leader" if self._leading else "follower"
+        if word == "ruok":
+            text = "imok"
+        elif word == "isro":
+            text = "rw"
+        elif word == "envi":
+            text = (f"Environment:\nzookeeper.version={VERSION}, built on 01/01/2026 00:00 GMT\n"
+                    f"host.name=127.0.0.1\nserver.id={self.node_id}\n")
+        elif word in ("srvr", "stat"):
+            text = (f"Zookeeper version: {VERSION}\nLatency min/avg/max: 0/0/0\n"
+                    f"Connections: {len(self.conns)}\nOutstanding: "
+                    f"{sum(len(c.queue) for c in self.conns.values())}\n"
+                    f"Zxid: 0x{self.tree.last_zxid:x}\nMode: {mode}\n"
+                    f"Node count: {len(self.tree.nodes)}\n")
+        elif word == "mntr":
+            text = (f"zk_version\t{VERSION}\nzk_server_state\t{mode}\n"
+                    f"zk_znode_count\t{len(self.tree.nodes)}\n"
+                    f"zk_num_alive_connections\t{len(self.conns)}\n")
+        else:
+            text = f"tickTime={self.opts.tick_ms}\nserverId={self.node_id}\n"
+        self._send(key, [text.encode()], close=True)
