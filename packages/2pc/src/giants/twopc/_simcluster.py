@@ -61,7 +61,16 @@ class CrashPlan:
     variant: str = "after_persist"
     down_s: float | None = 1.0
     fired_at: float | None = None
+    crashed: str | None = None
     seen: int = 0
+    only_to: str | None = None     # after_send: only the messages to this node left
+
+    def matches(self, node: str) -> bool:
+        """``node`` is the plan's node, or matches it as a prefix ending in ``*``
+        (``coord-*``: whichever coordinator replica reaches the step first)."""
+        if self.node.endswith("*"):
+            return node.startswith(self.node[:-1])
+        return node == self.node
 
 
 class _Crashing:
@@ -96,11 +105,14 @@ class _Crashing:
         if plan.seen < plan.occurrence:
             return
         plan.fired_at = self.sim.now
+        plan.crashed = self.node
         if plan.variant == "before":
             io.persists.clear()
             io.sends.clear()
         elif plan.variant == "after_persist":
             io.sends.clear()
+        elif plan.only_to is not None:
+            io.sends[:] = [e for e in io.sends if e.target == plan.only_to]
         self.sim.crash(self.node)
         if plan.down_s is not None:
             self.sim.after(plan.down_s, lambda: self.sim.restart(self.node))
@@ -127,15 +139,25 @@ class SimTxnCluster:
     def clients_done(self) -> bool:
         return all(c.finished for c in self.clients)
 
-    def run(self, until_s: float, settle_s: float = 15.0) -> None:
-        """Run until every client finished (or ``until_s``), heal and restart every node,
-        then let the protocol settle for ``settle_s``."""
-        self.sim.run_until(until_s, stop=self.clients_done)
-        self.sim.heal()
-        for n in self.coordinators + self.shards:
-            if not self.sim.is_up(n):
-                self.sim.restart(n)
+    def run(self, until_s: float, settle_s: float = 8.0, *, restart: bool = True) -> None:
+        """Run until every client finished (or ``until_s``); then (with ``restart``) heal
+        and restart every node; then let the protocol settle for ``settle_s``."""
+        self.sim.run_until(max(until_s, self.sim.now), stop=self.clients_done)
+        if restart:
+            self.sim.heal()
+            for n in self.coordinators + self.shards:
+                if not self.sim.is_up(n):
+                    self.sim.restart(n)
         self.sim.run_for(settle_s)
+
+    def in_doubt(self) -> dict[str, list[str]]:
+        """Shard -> transactions it holds PREPARED records for (from its durable state)."""
+        out = {}
+        for s in self.shards:
+            left = [str(t) for t, _ in self.sim.durable(s).items(PREPARED_NS)]
+            if left:
+                out[s] = left
+        return out
 
 
 def build_sim(seed: int, *, shards: int = 3, clients: int = 3, txns: int = 4,
@@ -145,16 +167,17 @@ def build_sim(seed: int, *, shards: int = 3, clients: int = 3, txns: int = 4,
               coordinator: CoordinatorOptions | None = None,
               network: SimNetworkOptions | None = None, plan: CrashPlan | None = None,
               spec: WorkloadSpec | None = None, trace: TraceWriter | None = None,
-              tick_s: float = 0.01) -> SimTxnCluster:
+              tick_s: float = 0.02, buggify: bool = False) -> SimTxnCluster:
     """A cluster: plain coordinator ``coord-0`` (or ``replicas`` replicated ones when a
     ``consensus`` factory is given), shards ``shard-i``, clients ``client-i``."""
-    sim = Simulation(seed, network or SimNetworkOptions(), trace=trace)
+    sim = Simulation(seed, network or SimNetworkOptions(), trace=trace, buggify=buggify,
+                     buggify_fire_p=0.2)
     shard_ids = shard_names(shards)
     coord_ids = coordinator_names(replicas if consensus is not None else 1)
     records: list[TxnRecord] = []
 
     def wrap(node: str, build: Callable[[Durable], Any]) -> Callable[[Durable], Process]:
-        if plan is None or plan.node != node:
+        if plan is None or not plan.matches(node):
             return build
         return lambda durable: _Crashing(build(durable), plan, sim, node)
 
@@ -213,6 +236,8 @@ def check_run(cluster: SimTxnCluster) -> RunVerdict:
         left = [str(t) for t, _ in d.items(PREPARED_NS)]
         if left:
             problems.append(f"{s} still in doubt about {left}")
+    problems += [f"{c.name} did not finish its transactions" for c in cluster.clients
+                 if not c.finished]
     by_txn = {r.txn: r for r in cluster.records}
     problems += check_all_or_nothing_shards(by_txn, outcomes, cluster.shards)
     for s in cluster.shards:

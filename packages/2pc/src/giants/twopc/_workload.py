@@ -62,6 +62,9 @@ class WorkloadSpec:
     commit_retry_s: float = 1.0
     commit_deadline_s: float = 60.0
     max_attempts: int = 8
+    # A fixed list of operations (("r"|"w", key), ...) for every transaction instead of
+    # random ones: scripted scenarios.
+    fixed_plan: list[tuple[str, str]] | None = None
 
 
 class TxnWorkloadClient:
@@ -148,7 +151,7 @@ class TxnWorkloadClient:
             self._ts = io.now
             spec = self.spec
             n_ops = io.rng.randint(*spec.ops)
-            self._plan = [("r" if io.rng.random() < spec.read_fraction else "w",
+            self._plan = list(spec.fixed_plan) if spec.fixed_plan else [("r" if io.rng.random() < spec.read_fraction else "w",
                            io.rng.choice(spec.keys)) for _ in range(n_ops)]
         txn = f"{self.name}-{self._n}.{self._attempt}"
         self._rec = TxnRecord(txn, self.name, self._ts, started=io.now)
