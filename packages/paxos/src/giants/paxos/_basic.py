@@ -24,6 +24,7 @@ exponentially growing back-off before its next ballot.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +42,8 @@ from giants.paxos._messages import (
 )
 
 __all__ = ["BasicPaxosNode", "BasicAlive", "MODES"]
+
+log = logging.getLogger("giants.paxos.basic")
 
 MODES = ("naive", "distinguished")
 ZERO: Ballot = (0, "")
@@ -83,6 +86,7 @@ class BasicPaxosNode:
         self.mode = mode
         self.retry_ticks, self.alive_ticks = retry_ticks, alive_ticks
         self.audit = audit
+        self.known = {*acceptors, *learners, *proposers}
         # acceptor state (durable)
         p = durable.get("basic.acc", "promised")
         self.promised: Ballot = (p[0], p[1]) if p else ZERO
@@ -133,6 +137,11 @@ class BasicPaxosNode:
 
     def receive(self, io: Io, env: Envelope) -> None:
         body, src = env.body, env.source
+        if src not in self.known and not isinstance(body, BasicPropose):
+            log.warning("%s: rejected %s from unknown sender %s", self.node_id,
+                        type(body).__name__, src)
+            io.trace("basic.reject", src=src, msg=type(body).__name__)
+            return
         if isinstance(body, BasicPropose):
             if self.value is None:
                 self.value = body.value

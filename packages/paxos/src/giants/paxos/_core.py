@@ -581,7 +581,7 @@ class MultiPaxos:
             io.send(dst, Learn(0, None, self.log.configs.records(), entries))
 
     def _change_pending(self) -> bool:
-        if self.log.configs.latest_slot() >= self.next_slot:
+        if self.log.configs.latest_slot() > self.next_slot:
             return True
         in_flight = [*self.queue, *self.proposals.values(), *(v for _, v in self.recovery.values())]
         return any(kind == "conf" for kind, _ in in_flight)

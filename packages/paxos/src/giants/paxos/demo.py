@@ -168,7 +168,7 @@ def kill_leader_under_load(system: str, data_dir: str, *, nodes: int = 3, client
     shutil.rmtree(data_dir, ignore_errors=True)
     history = History(trace=trace)
     opts = UpOptions(nodes, 0, data_dir, extra=dict(extra or {}))
-    with LocalCluster(system, opts, log=open(os.devnull, "w")) as cluster:  # noqa: SIM115
+    with open(os.devnull, "w") as quiet, LocalCluster(system, opts, log=quiet) as cluster:
         say(f"  started {nodes} {system} node processes: {', '.join(cluster.endpoints['node'])}")
         return trio.run(lambda: _drive(cluster, system, clients=clients, before_s=before_s,
                                        after_s=after_s, history=history, trace=trace, say=say))

@@ -89,11 +89,13 @@ class _Chosen:
 class MultiPaxosChecker:
     """Per-step invariants of a cluster of ``ReplicatedService(MultiPaxos)`` nodes."""
 
-    def __init__(self, sim: Simulation, nodes: Sequence[str], *, alpha: int) -> None:
+    def __init__(self, sim: Simulation, nodes: Sequence[str], *, alpha: int,
+                 voters: Sequence[str] | None = None) -> None:
         self.sim = sim
         self.nodes = list(nodes)
         self.alpha = alpha
-        self.configs = ConfigHistory([(1, Config({n: n for n in nodes}, {}))])
+        initial = list(voters if voters is not None else nodes)
+        self.configs = ConfigHistory([(1, Config({n: n for n in initial}, {}))])
         self.state = _Chosen(sim.seed)
         self.steps = 0
 

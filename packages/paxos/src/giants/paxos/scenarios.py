@@ -53,14 +53,15 @@ class DuelResult:
 
 
 def _basic_world(seed: int, mode: str, proposers: list[str], trace: TraceWriter | None,
-                 network: SimNetworkOptions) -> tuple[Simulation, BasicPaxosChecker]:
+                 network: SimNetworkOptions, retry_ticks: int = DUEL_RETRY_TICKS,
+                 ) -> tuple[Simulation, BasicPaxosChecker]:
     sim = Simulation(seed, network, trace=trace)
     learners = ACCEPTORS + proposers
     for node in ACCEPTORS + proposers:
         def build(durable: Durable, node: str = node) -> BasicPaxosNode:
             return BasicPaxosNode(node, durable, acceptors=ACCEPTORS, learners=learners,
                                   proposers=proposers, mode=mode,
-                                  retry_ticks=DUEL_RETRY_TICKS, audit=[])
+                                  retry_ticks=retry_ticks, audit=[])
         sim.add_process(node, build, tick_s=DUEL_TICK_S)
     checker = BasicPaxosChecker(sim, ACCEPTORS + proposers, ACCEPTORS).attach()
     return sim, checker
@@ -92,7 +93,7 @@ def run_duel(mode: str, seed: int = 0, *, duration_s: float = 1.0,
 
 def run_basic_round(seed: int = 0, trace: TraceWriter | None = None) -> DuelResult:
     """One proposer, three acceptors: one clean round of Basic Paxos."""
-    sim, checker = _basic_world(seed, "naive", ["p1"], trace, DUEL_NETWORK)
+    sim, checker = _basic_world(seed, "naive", ["p1"], trace, DUEL_NETWORK, retry_ticks=100)
     _give_value(sim, "p1", "v1")
     sim.run_until(0.5, stop=lambda: all(
         getattr(sim.process(n), "chosen_at", None) is not None for n in [*ACCEPTORS, "p1"]))
