@@ -13,6 +13,7 @@ from typing import Any
 
 import msgpack
 import pytest
+
 from giants.core.envelope import Envelope, decode_envelope
 from giants.core.errors import RemoteProtocolError
 from giants.raft._messages import (

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import trio
+
 from giants.core.errors import GiantsError, Rejected
 from giants.core.kv import MAX_VALUE_BYTES
 from giants.core.launcher import LocalCluster
