@@ -208,6 +208,16 @@ class Store:
 
     # -- writing ----------------------------------------------------------------------
 
+    @property
+    def last_cas(self) -> int:
+        """The newest CAS handed out: it changes whenever any item is written."""
+        return self._cas
+
+    def reseed_cas(self, now: float) -> None:
+        """Continue CAS values (and so lease tokens) from the clock's microseconds, so a
+        restarted server never repeats a token a client may still hold."""
+        self._cas = max(self._cas, int(now * 1_000_000))
+
     def next_cas(self) -> int:
         self._cas += 1
         return self._cas

@@ -143,6 +143,7 @@ async def serve_memcached(
         raise ValueError(f"unknown engine {engine!r}; choose one of {ENGINES}")
     if store is None:
         store = Store(memory_bytes, item_size_max=item_size_max, delete_hold_s=delete_hold_s)
+        store.reseed_cas(clock())
     server = Server(store, pid=os.getpid(), started_at=clock())
     if engine == "epoll":
         await _serve_epoll(server, host, port, clock, task_status)
