@@ -141,8 +141,10 @@ class ZooKeeperServer:
 
     def __init__(self, node_id: str, consensus_factory: ConsensusFactory,
                  config: ConsensusConfig, durable: Durable,
-                 options: ServerOptions | None = None) -> None:
+                 options: ServerOptions | None = None, *, wall_offset_s: float = 0.0) -> None:
         self.node_id = node_id
+        # Added to io.now for znode ctime/mtime (epoch ms); the driver measures it.
+        self.wall_offset_s = wall_offset_s
         self.opts = options or ServerOptions()
         self.consensus: ConsensusCore = consensus_factory(config, durable)
         self.tree = DataTree()
@@ -203,6 +205,9 @@ class ZooKeeperServer:
         self._drain(io)
         self._flush(io)
 
+    def _now_ms(self, io: Io) -> int:
+        return int((io.now + self.wall_offset_s) * 1000)
+
     # -- client frames ----------------------------------------------------------------
 
     def _on_frame(self, io: Io, key: tuple[str, int], data: bytes) -> None:
@@ -234,7 +239,7 @@ class ZooKeeperServer:
             self._drop_conn(conn.key)
             return
         conn.state = "connecting"
-        now_ms = int(io.now * 1000)
+        now_ms = self._now_ms(io)
         if sid == 0:
             lo, hi = 2 * self.opts.tick_ms, 20 * self.opts.tick_ms
             timeout = min(max(timeout, lo), hi)
@@ -264,11 +269,11 @@ class ZooKeeperServer:
         elif op in WRITE_OPS:
             conn.wseq += 1
             item.wseq = conn.wseq
-            item.command = _pack(["op", self.node_id, int(io.now * 1000), conn.sid,
+            item.command = _pack(["op", self.node_id, self._now_ms(io), conn.sid,
                                   conn.owner, conn.wseq, conn.auth, op, body])
             self._propose_item(io, item)
         elif op == Op.CLOSE:
-            item.command = _pack(["cl", self.node_id, int(io.now * 1000), conn.sid,
+            item.command = _pack(["cl", self.node_id, self._now_ms(io), conn.sid,
                                   conn.owner])
             self._propose_item(io, item)
         self._pump(conn)
@@ -480,7 +485,7 @@ class ZooKeeperServer:
             io.probe("zk.session_expired")
             io.trace("zk.expire", sid=sid)
             self._expiring[sid] = now
-            self._propose(io, [_pack(["cl", self.node_id, int(now * 1000), sid, None])])
+            self._propose(io, [_pack(["cl", self.node_id, self._now_ms(io), sid, None])])
 
     # -- connections ------------------------------------------------------------------
 

@@ -52,8 +52,20 @@ class ZkError(Exception):
 
 
 class Znode:
-    __slots__ = ("data", "acl", "czxid", "mzxid", "ctime", "mtime", "version", "cversion",
-                 "aversion", "owner", "pzxid", "children")
+    __slots__ = (
+        "acl",
+        "aversion",
+        "children",
+        "ctime",
+        "cversion",
+        "czxid",
+        "data",
+        "mtime",
+        "mzxid",
+        "owner",
+        "pzxid",
+        "version",
+    )
 
     def __init__(self, data: bytes, acl: list[list[Any]], zxid: int, now_ms: int,
                  owner: int = 0) -> None:
@@ -91,7 +103,7 @@ class Znode:
 
 
 class Session:
-    __slots__ = ("timeout_ms", "passwd", "owner", "wseq", "ephemerals")
+    __slots__ = ("ephemerals", "owner", "passwd", "timeout_ms", "wseq")
 
     def __init__(self, timeout_ms: int, passwd: bytes, owner: str) -> None:
         self.timeout_ms = timeout_ms

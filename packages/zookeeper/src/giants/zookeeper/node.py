@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -192,7 +193,8 @@ async def serve_server(config: dict[str, Any], *,
                               options=dict(config.get("options", {})))
 
     def build(durable: Durable) -> ZooKeeperServer:
-        return ZooKeeperServer(node_id, factory, cconfig, durable, zk_opts)
+        return ZooKeeperServer(node_id, factory, cconfig, durable, zk_opts,
+                               wall_offset_s=time.time() - trio.current_time())
 
     host, port = parse_address(config["listen"])
     try:
