@@ -22,7 +22,9 @@ The node is restarted ``down_s`` later (or never, with ``down_s=None``).
 * **no committed write lost** -- each shard's data equals the replay, in that shard's
   commit order, of the writes of the transactions it committed, and every transaction a
   client saw commit is among them (the core's lost-write checker);
-* **resolution** -- no shard is left with a prepared (in-doubt) transaction.
+* **resolution** -- no shard is left with a prepared (in-doubt) transaction;
+* **isolation** -- the clients' transactions are serializable (the core's DSG checker,
+  each key's version order from its shard's commit order).
 """
 
 from __future__ import annotations
@@ -225,9 +227,9 @@ def shard_outcomes(cluster: SimTxnCluster) -> dict[str, dict[str, tuple[bool, in
     return out
 
 
-def check_run(cluster: SimTxnCluster) -> RunVerdict:
+def check_run(cluster: SimTxnCluster, *, isolation: bool = True) -> RunVerdict:
     """The checks of the module docstring; ``problems`` lists every violation."""
-    from giants.twopc._checks import check_all_or_nothing_shards, check_replay
+    from giants.twopc._checks import check_atomic, check_durable, check_isolation
 
     problems: list[str] = []
     outcomes = shard_outcomes(cluster)
@@ -239,10 +241,12 @@ def check_run(cluster: SimTxnCluster) -> RunVerdict:
     problems += [f"{c.name} did not finish its transactions" for c in cluster.clients
                  if not c.finished]
     by_txn = {r.txn: r for r in cluster.records}
-    problems += check_all_or_nothing_shards(by_txn, outcomes, cluster.shards)
+    problems += check_atomic(by_txn, outcomes, cluster.shards)
     for s in cluster.shards:
         data = {str(k): v for k, v in cluster.sim.durable(s).items(KV_NS)}
-        problems += check_replay(s, cluster.shards, by_txn, outcomes[s], data)
+        problems += check_durable(s, cluster.shards, by_txn, outcomes[s], data)
+    if isolation:
+        problems += check_isolation(cluster.records, outcomes, cluster.shards)
     counts = {st: sum(1 for r in cluster.records if r.status == st)
               for st in ("committed", "aborted", "unknown")}
     return RunVerdict(not problems, problems, counts["committed"], counts["aborted"],

@@ -42,8 +42,8 @@ class TxnRecord:
     txn: str
     client: str
     ts: float
-    reads: dict[str, Any] = field(default_factory=dict)     # key -> value seen (None: absent)
-    writes: dict[str, Any] = field(default_factory=dict)    # key -> value written
+    ops: list[tuple[str, str, Any]] = field(default_factory=list)  # ("r"|"w", key, value)
+    writes: dict[str, Any] = field(default_factory=dict)    # key -> last value written
     status: str = "pending"                                  # committed | aborted | unknown
     participants: list[str] = field(default_factory=list)
     started: float = 0.0
@@ -137,9 +137,9 @@ class TxnWorkloadClient:
                       retry=not body.committed)
             return
         if isinstance(body, ReadResult):
-            rec.reads.setdefault(body.key, body.value if body.found else None)
+            rec.ops.append(("r", body.key, body.value if body.found else None))
         elif isinstance(body, WriteAck):
-            pass
+            rec.ops.append(("w", body.key, rec.writes[body.key]))
         self._step += 1
         self._next_op(io)
 
