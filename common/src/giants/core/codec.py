@@ -368,10 +368,24 @@ def _literal(allowed: set[Any]) -> Validator:
 
 
 def _seq(item: Validator, kind: Callable[[Any], Any]) -> Validator:
+    exact = _EXACT_TYPES.get(item)
+    if exact is not None:  # list[int], list[bytes], ...: check in place, no per-item call
+        tp, name = exact
+
+        def check_exact(x: Any) -> Any:
+            if not isinstance(x, (list, tuple)):
+                raise RemoteProtocolError(f"expected array, got {type(x).__name__}")
+            for v in x:
+                if type(v) is not tp:
+                    raise RemoteProtocolError(f"expected {name}, got {type(v).__name__}")
+            return x if type(x) is kind else kind(x)
+
+        return check_exact
+
     def check(x: Any) -> Any:
         if not isinstance(x, (list, tuple)):
             raise RemoteProtocolError(f"expected array, got {type(x).__name__}")
-        return kind(item(v) for v in x)
+        return kind([item(v) for v in x])
 
     return check
 
