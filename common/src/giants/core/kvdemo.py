@@ -115,10 +115,11 @@ def demo_replicated_kv(system: str, *, nodes: int, sim_factory: ConsensusFactory
     os.makedirs(".giants/traces", exist_ok=True)
     trace_path = os.path.join(".giants/traces", f"demo-{system}-real.trace.jsonl")
     t0 = time.monotonic()
-    with open(trace_path, "w", encoding="utf-8") as trace_file:
+    with open(trace_path, "w", encoding="utf-8") as trace_file, \
+            open(os.devnull, "w") as devnull:
         history = History(trace=TraceWriter(trace_file))
         cluster = LocalCluster(system, UpOptions(nodes, 0, os.path.join(base, "cluster")),
-                               log=open(os.devnull, "w"))  # noqa: SIM115
+                               log=devnull)
         with cluster:
             endpoints = cluster.endpoints["node"]
             _say(f"started {nodes} node process(es): {', '.join(endpoints)}")

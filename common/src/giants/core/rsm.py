@@ -111,7 +111,8 @@ class LeaderInfo:
 
 
 def _pack(value: Any) -> bytes:
-    return msgpack.packb(value, use_bin_type=True)
+    packed: bytes = msgpack.packb(value, use_bin_type=True)
+    return packed
 
 
 def _unpack(data: bytes) -> Any:

@@ -26,7 +26,13 @@ from giants.core.envelope import Envelope, ErrorReply
 from giants.core.errors import Rejected
 from giants.core.kv import KVStateMachine
 from giants.core.process import Durable, Io
-from giants.core.rsm import ClientCommand, ClientQuery, CommandResult, QueryResult, ReplicatedService
+from giants.core.rsm import (
+    ClientCommand,
+    ClientQuery,
+    CommandResult,
+    QueryResult,
+    ReplicatedService,
+)
 from giants.core.sim import SimNetworkOptions, Simulation
 from giants.core.testing.history import History
 from giants.core.testing.kv_workload import KVWorkloadClient, WorkloadMix
@@ -92,6 +98,19 @@ def build_cluster(
     return SimCluster(sim, nodes, service)
 
 
+def _constant(process: Any) -> Callable[[Durable], Any]:
+    """A factory that always hands back the same (crash-free) client process."""
+    return lambda _durable: process
+
+
+def _kv_data(cluster: SimCluster, node: str) -> dict[str, Any] | None:
+    svc = cluster.services(node)
+    if svc is None:
+        return None
+    data: dict[str, Any] = svc.sm.data  # type: ignore[attr-defined]
+    return data
+
+
 @dataclass
 class WorkloadResult:
     sim: Simulation
@@ -135,7 +154,7 @@ def run_kv_workload(
         c = KVWorkloadClient(f"c{i}", cluster.nodes, history, ops=ops_per_client, mix=mix,
                              think_s=think_s)
         workers.append(c)
-        sim.add_process(f"c{i}", lambda _d, c=c: c, tick_s=0.005)
+        sim.add_process(f"c{i}", _constant(c), tick_s=0.005)
     nem = Nemesis(sim, cluster.nodes, nemesis, leader_fn=cluster.leader)
     nem.start(stop_at=fault_window_s)
     sim.run_until(max_time_s, stop=lambda: all(w.done for w in workers))
@@ -238,8 +257,8 @@ def check_rejects_malformed(factory: ConsensusFactory, seed: int,
     after = {n: cluster.services(n).applied_index for n in cluster.nodes}  # type: ignore[union-attr]
     # no-ops and heartbeats may commit, but nothing of the client's: the data is empty
     for n in cluster.nodes:
-        svc = cluster.services(n)
-        assert svc is not None and svc.sm.data == {}, f"seed {seed}: {n} applied {svc.sm.data}"
+        data = _kv_data(cluster, n)
+        assert data == {}, f"seed {seed}: {n} applied {data}"
     assert all(after[n] >= before[n] for n in cluster.nodes)
 
 
@@ -258,7 +277,7 @@ def check_restart_recovers_acknowledged(factory: ConsensusFactory, seed: int,
     sim.add_process("probe", lambda _d: probe)
     leader = _leader_of(cluster)
     history = res.history
-    keys = sorted({op.key for op in history.operations()})
+    keys = sorted({str(op.key) for op in history.operations()})
     for key in keys:
         op_id = history.invoke("after-restart", "get", None, key=key, time=sim.now)
         r = None
@@ -289,10 +308,9 @@ def check_snapshot_catch_up(factory: ConsensusFactory, seed: int,
         r = _call(cluster, "probe", target, ClientCommand("probe", i + 1, ["put", f"k{i % 7}", i]))
         assert isinstance(r, CommandResult), f"seed {seed}: write {i} answered {r!r}"
     sim.heal()
-    want = cluster.services(cluster.leader() or leader).sm.data  # type: ignore[union-attr]
-    sim.run_for(10.0, stop=lambda: (cluster.services(laggard) is not None
-                                    and cluster.services(laggard).sm.data == want))  # type: ignore[union-attr]
-    got = cluster.services(laggard).sm.data  # type: ignore[union-attr]
+    want = _kv_data(cluster, cluster.leader() or leader)
+    sim.run_for(10.0, stop=lambda: _kv_data(cluster, laggard) == want)
+    got = _kv_data(cluster, laggard)
     assert got == want, f"seed {seed}: laggard {laggard} has {got}, leader {want}"
 
 

@@ -133,20 +133,23 @@ class KVWorkloadClient:
         roll = io.rng.random() * (mix.get + mix.put + mix.cas + mix.delete)
         self.counter += 1
         fresh = f"{self.client_id}:{self.counter}"
+        value: Any
+        command: list[Any]
         if roll < mix.get:
-            f, value, body, is_query = "get", None, ["get", key], True
+            f, value, command, is_query = "get", None, ["get", key], True
         elif roll < mix.get + mix.put:
-            f, value, body, is_query = "put", fresh, ["put", key, fresh], False
+            f, value, command, is_query = "put", fresh, ["put", key, fresh], False
         elif roll < mix.get + mix.put + mix.cas:
             expected = self.last_seen.get(key)
-            f, value, body, is_query = "cas", [expected, fresh], ["cas", key, expected, fresh], False
+            f, value, command, is_query = "cas", [expected, fresh], ["cas", key, expected, fresh], False
         else:
-            f, value, body, is_query = "delete", None, ["delete", key], False
+            f, value, command, is_query = "delete", None, ["delete", key], False
+        body: ClientCommand | ClientQuery
         if not is_query:
             self.seq += 1
-            body = ClientCommand(self.client_id, self.seq, body)
+            body = ClientCommand(self.client_id, self.seq, command)
         else:
-            body = ClientQuery(body)
+            body = ClientQuery(command)
         op_id = self.history.invoke(self.process_name, f, value, key=key, time=io.now)
         self.current = _Op(op_id, f, key, value, is_query, body)
         self.remaining -= 1
