@@ -188,8 +188,10 @@ class ChunkserverCore:
 
     def _on_heartbeat_reply(self, io: Io, env: Envelope) -> None:
         reply: HeartbeatReply = env.body
-        for h in reply.delete:
-            if h not in self.leases:
+        for h, version in reply.delete:
+            # The reply answers an older report: keep a replica that took a newer
+            # version (a lease grant) since.
+            if h not in self.leases and self.versions.get(h, 0) <= version:
                 io.trace("delete_replica", handle=h, version=self.versions.get(h))
                 self._drop(io, h)
         for h in reply.extended:
@@ -201,6 +203,9 @@ class ChunkserverCore:
         g: Grant = env.body
         if g.version < self.versions.get(g.handle, 0):
             raise Rejected(f"grant of version {g.version} older than {self.versions[g.handle]}")
+        if g.handle in self.clones or not (g.create or self.store.has(g.handle)):
+            raise Unavailable(f"no complete replica of chunk {g.handle} here",
+                              reason="no_replica")
         self.store.create(g.handle)
         self._set_version(io, g.handle, g.version)
         if g.primary == self.config.node_id:

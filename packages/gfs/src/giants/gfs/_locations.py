@@ -35,7 +35,7 @@ class ChunkserverInfo:
 
 @dataclass
 class ReportOutcome:
-    delete: list[int] = field(default_factory=list)
+    delete: list[tuple[int, int]] = field(default_factory=list)  # (handle, version)
     stale: list[int] = field(default_factory=list)
     adopt: list[tuple[int, int]] = field(default_factory=list)  # (handle, newer version)
 
@@ -75,10 +75,12 @@ class Locations:
 
     def report(self, cs: str, address: str, now: float,
                chunks: list[tuple[int, int, int]], versions: dict[int, int],
-               keep: set[int]) -> ReportOutcome:
+               keep: set[int], attempts: dict[int, int] | None = None) -> ReportOutcome:
         """Replace ``cs``'s replicas with its report. ``versions`` is the master's
-        handle -> version table; ``keep`` holds handles that must not be called orphans
-        (copies in progress)."""
+        handle -> current version table, ``attempts`` the versions incomplete grants
+        tried (a replica at one of those is current too: no mutation ran under them);
+        ``keep`` holds handles that must not be called orphans (copies in progress)."""
+        attempts = attempts or {}
         info = self.servers.get(cs)
         if info is None:
             info = self.servers[cs] = ChunkserverInfo(address, now)
@@ -90,13 +92,14 @@ class Locations:
             current = versions.get(h)
             if current is None:
                 if h not in keep:
-                    out.delete.append(h)
+                    out.delete.append((h, v))
             elif v < current:
-                if any(o != cs for o in self.of(h)):
-                    out.delete.append(h)
+                if any(o != cs and self.servers[o].chunks.get(h, 0) >= current
+                       for o in self.of(h)):
+                    out.delete.append((h, v))
                     out.stale.append(h)
             else:
-                if v > current:
+                if v > max(current, attempts.get(h, 0)):
                     out.adopt.append((h, v))
                 self.add(h, cs, v, length)
         return out

@@ -290,6 +290,10 @@ class MasterCore(ChunkManager):
     def _shadow_tick(self, io: Io) -> None:
         timeout = self.config.shadow_sync_timeout_s
         for d in self._deferred:
+            if io.now - d.since > self.config.shadow_resend_s:
+                for s in sorted(self.in_sync):
+                    if self.shadow_acked[s] < d.seq:
+                        self._catch_up(io, s)  # a record may have been lost: resend
             if io.now - d.since > timeout:
                 for s in sorted(self.in_sync):
                     if self.shadow_acked[s] < d.seq:

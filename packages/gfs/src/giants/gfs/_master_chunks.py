@@ -6,9 +6,10 @@ master's ``append_log`` / ``finish`` / ``fail`` / ``on_lease_gone``.
 
 **Leases and versions** (§3.1, §4.5). A client asking for a chunk's primary gets the
 current lease if there is one. Otherwise the master picks a primary among the live
-up-to-date replicas, takes a new version number and sends ``Grant`` to every replica.
-Only when *all* of them have recorded the new version does the master log it and
-answer: so every replica that can serve the chunk at the logged version took part in
+up-to-date replicas, logs the attempt at a new version number (so no number is ever
+handed out twice, even across a crash) and sends ``Grant`` to every replica. Only when
+*all* of them have recorded it does the master log the version as current and answer:
+so every replica that can serve the chunk at the logged version took part in
 every mutation since (an acknowledged mutation is on all of them), and a replica that
 was down is left at an older version -- stale -- and garbage collected. The master
 counts a lease from when it receives the primary's acknowledgement (after the primary
@@ -114,6 +115,7 @@ class GrantState:
     waiting: set[str]
     deadline: float
     waiters: list[Waiter]
+    seq: int = 0  # the log record of the new version
 
 
 @dataclass
@@ -148,8 +150,11 @@ class ChunkManager:
         self.clones: dict[int, CloneState] = {}
         self.copies: dict[int, CopyState] = {}
         self.copy_for: dict[tuple[str, int], int] = {}
-        self.attempted: dict[int, int] = {}
         self.fresh: dict[int, list[str]] = {}
+        self._grant_msgs: dict[int, tuple[int, str]] = {}  # Grant msg id -> (handle, cs)
+        # Replicas the master told a chunkserver to drop: reports of them are ignored
+        # until the deadline (a heartbeat sent before the drop arrived must not re-add).
+        self.dropping: dict[tuple[str, int], float] = {}
         self.corrupt_reported = 0
         self.stale_removed = 0
         self.started_at = 0.0
@@ -225,12 +230,17 @@ class ChunkManager:
                               reason="re-replicating")
         primary = io.rng.choice(replicas)
         secondaries = [r for r in replicas if r != primary]
-        new_version = max(version, self.attempted.get(h, 0)) + 1
-        self.attempted[h] = new_version
+        # The attempt is logged before any replica hears of it, so a version number is
+        # never handed out twice, even across a master crash (§4.5); the version becomes
+        # current only when every replica has it.
+        new_version = self.log.md.top_version(h) + 1
+        seq = self.append_log(io, {"op": "attempt", "handle": h, "version": new_version})
         for r in replicas:
-            io.send(r, Grant(h, new_version, primary, secondaries, self.config.lease_s))
+            msg_id = io.send(r, Grant(h, new_version, primary, secondaries,
+                                      self.config.lease_s, version == 0))
+            self._grant_msgs[msg_id] = (h, r)
         self.grants[h] = GrantState(new_version, primary, secondaries, set(replicas),
-                                    io.now + self.config.request_timeout_s, [w])
+                                    io.now + self.config.request_timeout_s, [w], seq)
 
     def _on_grant_ack(self, io: Io, cs: str, ack: GrantAck) -> None:
         g = self.grants.get(ack.handle)
@@ -242,7 +252,7 @@ class ChunkManager:
         h = ack.handle
         del self.grants[h]
         self.fresh.pop(h, None)
-        seq = self.append_log(io, {"op": "version", "handle": h, "version": g.version})
+        g.seq = self.append_log(io, {"op": "version", "handle": h, "version": g.version})
         for r in [g.primary, *g.secondaries]:
             self.locs.add(h, r, g.version)
         lease = LeaseState(g.primary, g.secondaries, g.version,
@@ -250,8 +260,7 @@ class ChunkManager:
         self.leases[h] = lease
         io.trace("lease", handle=h, version=g.version, primary=g.primary)
         for w in g.waiters:
-            self.finish(io, w.env, w.locks, self._lease_reply(w.index, h, lease),
-                        max(w.seq, seq))
+            self.finish(io, w.env, w.locks, self._lease_reply(w.index, h, lease), w.seq)
 
     def _lease_reply(self, index: int, h: int, lease: LeaseState) -> Lease:
         names = [lease.primary, *lease.secondaries]
@@ -336,16 +345,39 @@ class ChunkManager:
         elif isinstance(body, CopyDone):
             self._on_copy_done(io, src, body)
         elif isinstance(body, ErrorReply):
-            pass  # a chunkserver refused an instruction; the timeout handles it
+            self._on_refusal(io, env)
         else:
             return False
         return True
+
+    def _on_refusal(self, io: Io, env: Envelope) -> None:
+        """A chunkserver refused a grant (it lacks the chunk): forget that replica and
+        fail the grant now, so the client's retry is granted without it."""
+        ctx = self._grant_msgs.pop(env.in_reply_to or 0, None)
+        if ctx is None:
+            return
+        h, cs = ctx
+        io.trace("grant_refused", handle=h, chunkserver=cs)
+        self.locs.discard(h, cs)
+        g = self.grants.pop(h, None)
+        if g is not None:
+            for w in g.waiters:
+                self.fail(io, w.env, w.locks, Unavailable("a replica refused the lease grant; "
+                                                          "retry", reason="grant_refused"))
+
+    def drop_replica(self, io: Io, h: int, cs: str) -> None:
+        self.locs.discard(h, cs)
+        self.dropping[(cs, h)] = io.now + self.config.dead_after_s
+        io.send(cs, DropChunk(h))
 
     def _on_heartbeat(self, io: Io, env: Envelope, hb: Heartbeat) -> None:
         md = self.log.md
         keep = set(self.copies)
         out = self.locs.report(hb.chunkserver, hb.address, io.now, hb.chunks, md.versions,
-                               keep)
+                               keep, md.attempts)
+        for h, _v, _n in hb.chunks:
+            if self.dropping.get((hb.chunkserver, h), -1.0) > io.now:
+                self.locs.discard(h, hb.chunkserver)
         for h, v in out.adopt:
             if h in self.grants:
                 continue
@@ -378,7 +410,7 @@ class ChunkManager:
             self.locs.add(done.handle, cs, done.version, done.length)
             io.trace("cloned", handle=done.handle, target=cs, source=c.source)
         elif done.ok:
-            io.send(cs, DropChunk(done.handle))
+            self.drop_replica(io, done.handle, cs)
 
     # -- background work --------------------------------------------------------------
 
@@ -409,6 +441,10 @@ class ChunkManager:
                 if {lease.primary, *lease.secondaries} & set(dead):
                     self.revoke(io, h)
         self._expire_pending(io, now, set(dead))
+        self.dropping = {k: t for k, t in self.dropping.items() if t > now}
+        if len(self._grant_msgs) > 4 * (len(self.grants) + 1) * self.config.replication:
+            live = set(self.grants)
+            self._grant_msgs = {m: c for m, c in self._grant_msgs.items() if c[0] in live}
         if now >= self._next_replicate and now >= self.started_at + self.config.dead_after_s:
             self._next_replicate = now + self.config.replicate_every_s
             self._replicate(io)
@@ -448,8 +484,7 @@ class ChunkManager:
             return
         for h, cs in plan_drops(md, self.locs, goal, busy):
             io.trace("drop_excess", handle=h, chunkserver=cs)
-            io.send(cs, DropChunk(h))
-            self.locs.discard(h, cs)
+            self.drop_replica(io, h, cs)
         if io.now >= self._next_rebalance:
             self._next_rebalance = io.now + self.config.rebalance_every_s
             move = plan_rebalance(md, self.locs, busy, io.rng)

@@ -214,7 +214,7 @@ class Heartbeat:
 @message("gfs.heartbeat_reply")
 @dataclass(frozen=True, slots=True)
 class HeartbeatReply:
-    delete: list[int]      # orphaned or stale replicas to remove
+    delete: list[tuple[int, int]]  # (handle, version reported): orphaned or stale replicas
     extended: list[int]    # leases extended from ``sent_at``
     lease_s: float
     sent_at: float
@@ -225,13 +225,16 @@ class HeartbeatReply:
 @dataclass(frozen=True, slots=True)
 class Grant:
     """New version ``version`` for ``handle``; ``primary`` holds the lease, forwarding
-    mutations to ``secondaries``. Every replica named records the version."""
+    mutations to ``secondaries``. Every replica named records the version. Only a grant
+    of a brand-new chunk (``create``) may create the chunk; a replica that lost an
+    existing chunk refuses, so it can never pass an empty chunk off as up to date."""
 
     handle: int
     version: int
     primary: str
     secondaries: list[str]
     lease_s: float
+    create: bool
 
 
 @final

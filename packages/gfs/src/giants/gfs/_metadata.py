@@ -15,6 +15,7 @@ Records (``op`` and fields)::
 
     mkdir(path)  create(path)  delete(path, hidden, at)  rmdir(path)  rename(src, dst)
     snapshot(src, dst)  add_chunk(path, handle)  alloc(next)  version(handle, version)
+    attempt(handle, version)
     cow(path, index, old, new, version)  reclaim(path)
 """
 
@@ -32,6 +33,11 @@ __all__ = ["Metadata"]
 class Metadata:
     ns: Namespace = field(default_factory=Namespace)
     versions: dict[int, int] = field(default_factory=dict)   # handle -> version
+    # The highest version a lease grant *tried* (logged before any replica hears of
+    # it, so never handed out twice); ``versions`` holds the last grant that completed.
+    # No mutation happens under an incomplete grant, so a replica whose version is in
+    # ``versions[h] .. attempts[h]`` holds exactly the current data.
+    attempts: dict[int, int] = field(default_factory=dict)
     refs: dict[int, int] = field(default_factory=dict)       # handle -> files using it
     deleted_at: dict[str, float] = field(default_factory=dict)  # hidden path -> time
     next_handle: int = 1
@@ -87,6 +93,17 @@ class Metadata:
         h = rec["handle"]
         if h in self.versions:
             self.versions[h] = max(self.versions[h], rec["version"])
+            if self.attempts.get(h, 0) <= self.versions[h]:
+                self.attempts.pop(h, None)
+
+    def _op_attempt(self, rec: dict[str, Any]) -> None:
+        h = rec["handle"]
+        if h in self.versions:
+            self.attempts[h] = max(self.attempts.get(h, 0), rec["version"])
+
+    def top_version(self, h: int) -> int:
+        """The highest version any replica of ``h`` may hold."""
+        return max(self.versions.get(h, 0), self.attempts.get(h, 0))
 
     def _op_cow(self, rec: dict[str, Any]) -> None:
         chunks = self.ns.files[rec["path"]]
@@ -112,6 +129,7 @@ class Metadata:
         else:
             del self.refs[h]
             del self.versions[h]
+            self.attempts.pop(h, None)
 
     # -- queries ----------------------------------------------------------------------
 
@@ -129,6 +147,7 @@ class Metadata:
             "dirs": sorted(self.ns.dirs),
             "files": [[p, list(cs)] for p, cs in sorted(self.ns.files.items())],
             "versions": [[h, v] for h, v in sorted(self.versions.items())],
+            "attempts": [[h, v] for h, v in sorted(self.attempts.items())],
             "deleted_at": [[p, t] for p, t in sorted(self.deleted_at.items())],
         }
 
@@ -142,5 +161,6 @@ class Metadata:
             for h in chunks:
                 md.refs[h] = md.refs.get(h, 0) + 1
         md.versions = {int(h): int(v) for h, v in data["versions"]}
+        md.attempts = {int(h): int(v) for h, v in data.get("attempts", [])}
         md.deleted_at = {p: float(t) for p, t in data["deleted_at"]}
         return md

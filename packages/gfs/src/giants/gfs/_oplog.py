@@ -29,6 +29,8 @@ from giants.gfs._metadata import Metadata
 __all__ = ["OpLog", "LOG_NS", "CKPT_NS"]
 
 LOG_NS = "oplog"
+# Records a shadow holds that arrived before their predecessors (the network reorders).
+MAX_EARLY_RECORDS = 4096
 CKPT_NS = "checkpoint"
 
 
@@ -40,6 +42,7 @@ class OpLog:
         self.md = Metadata.from_checkpoint(ckpt) if ckpt else Metadata()
         self.checkpoint_seq = self.md.applied
         self.tail: dict[int, dict[str, Any]] = {}
+        self.early: dict[int, dict[str, Any]] = {}  # a shadow's out-of-order records
         self.replayed = 0
         for seq, rec in durable.items(LOG_NS):
             assert isinstance(seq, int)
@@ -61,11 +64,16 @@ class OpLog:
         return seq
 
     def accept(self, io: Io, first: int, records: list[Any]) -> None:
-        """A shadow's side: apply the records of a ``LogAppend`` that follow on."""
+        """A shadow's side: apply the records of a ``LogAppend`` in order, holding (up to
+        ``MAX_EARLY_RECORDS``) those that arrive before their predecessors."""
         for i, rec in enumerate(records):
             seq = first + i
-            if seq == self.md.applied + 1:
-                self.append(io, rec)
+            if seq > self.md.applied and len(self.early) < MAX_EARLY_RECORDS:
+                self.early[seq] = rec
+        while self.md.applied + 1 in self.early:
+            self.append(io, self.early.pop(self.md.applied + 1))
+        for seq in [s for s in self.early if s <= self.md.applied]:
+            del self.early[seq]
 
     def install(self, io: Io, checkpoint: dict[str, Any]) -> None:
         """A shadow's side: replace everything with a checkpoint from the master."""

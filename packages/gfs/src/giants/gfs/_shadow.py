@@ -67,7 +67,7 @@ class ShadowCore:
                 self._on_log(io, env, body)
             elif isinstance(body, Heartbeat):
                 self.locs.report(body.chunkserver, body.address, io.now, body.chunks,
-                                 self.log.md.versions, set())
+                                 self.log.md.versions, set(), self.log.md.attempts)
                 io.reply(env, HeartbeatReply([], [], self.config.lease_s, body.sent_at))
             elif isinstance(body, Fsck):
                 io.reply(env, fsck_report(self.log.md, self.locs, self.config.replication,
