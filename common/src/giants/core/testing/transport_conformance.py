@@ -37,6 +37,7 @@ import trio
 
 from giants.core.codec import message
 from giants.core.envelope import (
+    DEFAULT_MAX_FRAME_BYTES,
     Envelope,
     ErrorReply,
     FrameDecoder,
@@ -54,16 +55,8 @@ from giants.core.errors import (
 from giants.core.transport import RECEIVE_QUEUE_SIZE, StreamOpen, memory, tcp
 from giants.core.transport._base import Client, Endpoint, StreamHandler
 
-__all__ = [
-    "Ping",
-    "Pong",
-    "TransportKit",
-    "TcpKit",
-    "MemoryKit",
-    "TransportConformance",
-    "RawConnection",
-    "echo_server",
-]
+__all__ = ["Ping", "Pong", "Order", "TransportKit", "TcpKit", "MemoryKit",
+           "TransportConformance", "RawConnection", "echo_server", "serving_echo"]
 
 # Time budgets: generous for loopback TCP on a loaded 2-core machine, instant under an
 # autojump clock.
@@ -103,60 +96,63 @@ class TransportKit(Protocol):
         *,
         listen: str | None = None,
         peers: dict[str, str] | None = None,
-        max_frame_bytes: int | None = None,
+        max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
         stream_handler: StreamHandler | None = None,
-    ) -> AbstractAsyncContextManager[Endpoint]: ...
+    ) -> AbstractAsyncContextManager[Endpoint]:
+        """Serve at ``listen``, or at a fresh address if None."""
+        ...
 
     def client(
-        self, client_id: str, *, max_frame_bytes: int | None = None
+        self, client_id: str, *, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
     ) -> AbstractAsyncContextManager[Client]: ...
 
     async def connect_raw(self, address: str) -> trio.abc.Stream: ...
-
-
-def _limits(max_frame_bytes: int | None) -> dict[str, Any]:
-    return {} if max_frame_bytes is None else {"max_frame_bytes": max_frame_bytes}
 
 
 class TcpKit:
     """The TCP transport on 127.0.0.1."""
 
     def serve(self, node_id: str, *, listen: str | None = None,
-              peers: dict[str, str] | None = None, max_frame_bytes: int | None = None,
+              peers: dict[str, str] | None = None,
+              max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
               stream_handler: StreamHandler | None = None) -> Any:
         return tcp.serve(node_id, listen or "127.0.0.1:0", peers=peers,
-                         stream_handler=stream_handler, **_limits(max_frame_bytes))
+                         max_frame_bytes=max_frame_bytes, stream_handler=stream_handler)
 
-    def client(self, client_id: str, *, max_frame_bytes: int | None = None) -> Any:
-        return tcp.Client(client_id, **_limits(max_frame_bytes))
+    def client(self, client_id: str, *, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> Any:
+        return tcp.Client(client_id, max_frame_bytes=max_frame_bytes)
 
     async def connect_raw(self, address: str) -> trio.abc.Stream:
         return await tcp.connect(address)
 
 
 class MemoryKit:
-    """The in-memory transport on a fresh ``MemoryNetwork``."""
+    """The in-memory transport on a fresh ``MemoryNetwork``; a fresh address is the
+    node id, or the node id with a suffix when that name is taken."""
 
     def __init__(self) -> None:
         self.network = memory.MemoryNetwork()
+        self._names = itertools.count(2)
 
     def serve(self, node_id: str, *, listen: str | None = None,
-              peers: dict[str, str] | None = None, max_frame_bytes: int | None = None,
+              peers: dict[str, str] | None = None,
+              max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
               stream_handler: StreamHandler | None = None) -> Any:
+        while listen is None or (listen == node_id and self.network.listening(listen)):
+            listen = node_id if listen is None else f"{node_id}-{next(self._names)}"
         return memory.serve(self.network, node_id, listen, peers=peers,
-                            stream_handler=stream_handler, **_limits(max_frame_bytes))
+                            max_frame_bytes=max_frame_bytes, stream_handler=stream_handler)
 
-    def client(self, client_id: str, *, max_frame_bytes: int | None = None) -> Any:
-        return memory.Client(self.network, client_id, **_limits(max_frame_bytes))
+    def client(self, client_id: str, *, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> Any:
+        return memory.Client(self.network, client_id, max_frame_bytes=max_frame_bytes)
 
     async def connect_raw(self, address: str) -> trio.abc.Stream:
         return await self.network.connect(address)
 
 
 async def echo_server(ep: Endpoint) -> None:
-    """Answer ``Ping(n, data)`` with ``Pong(n, data)``; obey ``Order``s:
-    ``silent`` (no answer), ``not_leader``, ``protocol`` (error replies), ``big`` (a Pong
-    of ``n`` bytes)."""
+    """Answer ``Ping(n, data)`` with ``Pong(n, data)``; obey ``Order``s: ``not_leader``,
+    ``protocol`` (error replies), ``big`` (a Pong of ``n`` bytes); ignore the rest."""
     ids = itertools.count(1)
     async for env in ep:
         body = env.body
@@ -202,33 +198,26 @@ class RawConnection:
         """The next envelope, or ``None`` if the other side closed the connection."""
         while not self._frames:
             try:
-                data = await self.stream.receive_some()
+                if not (data := await self.stream.receive_some()):
+                    return None
             except trio.BrokenResourceError:
-                return None
-            if not data:
                 return None
             self._frames.extend(self.decoder.feed(data))
         return decode_envelope(self._frames.pop(0))
 
 
-async def _eventually(fn: Callable[[], Any], *, attempts: int = 100,
-                      wait_s: float = 0.05) -> Any:
-    """Call ``fn`` until it returns something truthy, sleeping ``wait_s`` between tries."""
+async def _eventually(fn: Callable[[], Any], attempts: int = 100) -> Any:
+    """Call ``fn`` until it returns something truthy, 50 ms apart."""
     for _ in range(attempts):
-        result = await fn()
-        if result:
+        if result := await fn():
             return result
-        await trio.sleep(wait_s)
+        await trio.sleep(0.05)
     raise AssertionError(f"no success after {attempts} attempts")
 
 
 class TransportConformance:
-    """Subclass in a ``Test*`` class and provide the ``kit`` and ``transport_clock``
-    fixtures (see the module docstring)."""
-
-    @pytest.fixture
-    def kit(self) -> TransportKit:
-        raise NotImplementedError("a conformance subclass provides the 'kit' fixture")
+    """Subclass in a ``Test*`` class and provide the ``kit`` fixture and, for a mock
+    clock, ``transport_clock`` (see the module docstring)."""
 
     @pytest.fixture
     def transport_clock(self) -> trio.abc.Clock | None:
@@ -383,8 +372,7 @@ class TransportConformance:
     async def test_set_peers_moves_and_removes(
         self, kit: TransportKit, transport_clock: Any
     ) -> None:
-        async with kit.serve("a") as a, kit.serve("b") as b_old, \
-                kit.serve("b", listen=self._other_name(kit, "b2")) as b_new:
+        async with kit.serve("a") as a, kit.serve("b") as b_old, kit.serve("b") as b_new:
             a.set_peers({"b": b_old.address})
             await a.send(Envelope("a", "b", 1, None, Ping(1)))
             assert (await b_old.receive()).body == Ping(1)
@@ -396,10 +384,6 @@ class TransportConformance:
             with trio.move_on_after(SHORT_TIMEOUT_S):
                 extra = await b_new.receive()
                 pytest.fail(f"an envelope to a removed peer arrived: {extra}")
-
-    @staticmethod
-    def _other_name(kit: TransportKit, name: str) -> str | None:
-        return None if isinstance(kit, TcpKit) else name
 
     @pytest.mark.trio
     async def test_full_queue_pushes_back_without_dropping(
@@ -496,24 +480,15 @@ class TransportConformance:
         async with kit.serve("s1", stream_handler=handler) as ep, kit.client("c1") as c:
             async with c.open_stream(ep.address, {"op": "put", "size": len(payload)}) as s:
                 await s.send_all(payload)
-                assert await _read_exactly(s, 32) == hashlib.sha256(payload).digest()
+                assert await _read_to_eof(s) == hashlib.sha256(payload).digest()
             async with c.open_stream(ep.address, {"op": "get", "size": 256 * 400}) as s:
                 assert await _read_to_eof(s) == bytes(range(256)) * 400
             # Bytes glued to the StreamOpen frame in one write are not lost.
             raw = RawConnection(await kit.connect_raw(ep.address))
             opener = Envelope("raw", "s1", 1, None, StreamOpen({"op": "put", "size": 5}))
             await raw.stream.send_all(frame(encode_envelope(opener)) + b"hello")
-            assert await _read_exactly(raw.stream, 32) == hashlib.sha256(b"hello").digest()
+            assert await _read_to_eof(raw.stream) == hashlib.sha256(b"hello").digest()
             await raw.stream.aclose()
-
-
-async def _read_exactly(stream: trio.abc.ReceiveStream, n: int) -> bytes:
-    buf = bytearray()
-    while len(buf) < n:
-        data = await stream.receive_some(n - len(buf))
-        assert data, f"stream ended after {len(buf)} of {n} bytes"
-        buf += data
-    return bytes(buf)
 
 
 async def _read_to_eof(stream: trio.abc.ReceiveStream) -> bytes:
