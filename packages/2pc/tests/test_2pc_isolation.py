@@ -41,7 +41,7 @@ def test_concurrent_transactions_are_serializable(policy: str, giants_seeds) -> 
 @pytest.mark.sim
 def test_nemesis_runs_are_atomic_durable_and_serializable(giants_seeds) -> None:
     for seed in giants_seeds(15):
-        cluster, verdict = run_nemesis(seed, txns=8)
+        _, verdict = run_nemesis(seed, txns=8)
         assert verdict.ok, f"seed {seed}: {verdict}"
         assert verdict.committed > 0
 
@@ -50,5 +50,27 @@ def test_nemesis_runs_are_atomic_durable_and_serializable(giants_seeds) -> None:
 def test_nemesis_runs_with_replicated_coordinator(giants_seeds, fault_tolerant_consensus) -> None:
     _, factory = fault_tolerant_consensus
     for seed in giants_seeds(8):
-        cluster, verdict = run_nemesis(seed, txns=6, consensus=factory)
+        _, verdict = run_nemesis(seed, txns=6, consensus=factory)
         assert verdict.ok, f"seed {seed}: {verdict}"
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_every_policy_makes_progress_when_transactions_deadlock(policy: str, giants_seeds) -> None:
+    """Half the clients write a (shard-0) then y (shard-1), half y then a: a distributed
+    deadlock waiting to happen, again and again. Every transaction of every client must
+    eventually commit (aborted attempts retry with their original timestamp)."""
+    txns = 4
+    forward = WorkloadSpec(keys=["a", "y"], txns=txns, fixed_plan=[("w", "a"), ("w", "y")],
+                           think_s=(0.0, 0.002), max_attempts=200)
+    backward = WorkloadSpec(keys=["a", "y"], txns=txns, fixed_plan=[("w", "y"), ("w", "a")],
+                            think_s=(0.0, 0.002), max_attempts=200)
+    aborted = 0
+    for seed in giants_seeds(6):
+        cluster = build_sim(seed, clients=4, specs=[forward, backward],
+                            participant=ParticipantOptions(deadlock=policy))
+        cluster.run(120.0)
+        verdict = check_run(cluster)
+        assert verdict.ok, f"{policy} seed {seed}: {verdict}"
+        assert verdict.committed == 4 * txns, f"{policy} seed {seed}: no progress: {verdict}"
+        aborted += verdict.aborted
+    assert aborted > 0      # it did deadlock (or was prevented from it) along the way

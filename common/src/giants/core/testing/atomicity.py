@@ -26,10 +26,10 @@ __all__ = ["check_all_or_nothing", "check_no_lost_writes"]
 
 
 def check_all_or_nothing(
-    outcomes: Mapping[str, Mapping[Hashable, bool]],
+    outcomes: Mapping[str, Mapping[Any, bool]],
     *,
-    participants: Mapping[Hashable, Iterable[str]] | None = None,
-    told: Mapping[Hashable, str] | None = None,
+    participants: Mapping[Any, Iterable[str]] | None = None,
+    told: Mapping[Any, str] | None = None,
 ) -> list[str]:
     """See the module docstring. ``told`` values: committed / aborted / unknown."""
     problems: list[str] = []
@@ -58,8 +58,8 @@ def check_all_or_nothing(
     return problems
 
 
-def check_no_lost_writes(final: Mapping[Hashable, Any],
-                         committed_writes: Sequence[tuple[Hashable, Mapping[Hashable, Any]]]
+def check_no_lost_writes(final: Mapping[Any, Any],
+                         committed_writes: Sequence[tuple[Any, Mapping[Any, Any]]]
                          ) -> list[str]:
     """See the module docstring."""
     expected: dict[Hashable, Any] = {}

@@ -89,7 +89,7 @@ def _internal_problems(t: Txn) -> list[str]:
 
 
 def check_serializable(txns: Iterable[Txn],
-                       version_order: Mapping[Hashable, Sequence[Any]] | None = None
+                       version_order: Mapping[Any, Sequence[Any]] | None = None
                        ) -> SerializabilityResult:
     """Check a history; see the module docstring. Never raises for a bad history: every
     problem found is listed in ``anomalies``."""
@@ -139,7 +139,7 @@ def check_serializable(txns: Iterable[Txn],
 
 
 def _dsg(committed: list[Txn], writer: Mapping[tuple[Hashable, Any], Txn],
-         version_order: Mapping[Hashable, Sequence[Any]] | None
+         version_order: Mapping[Any, Sequence[Any]] | None
          ) -> tuple[dict[Hashable, set[Hashable]], int]:
     ids = {id(t): t.id for t in committed}
     # next version after each (key, value); None is the initial version

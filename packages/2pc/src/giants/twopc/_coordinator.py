@@ -113,7 +113,8 @@ class CoordinatorBase:
         """The outcome if decided (logged or remembered), else None."""
         raise NotImplementedError
 
-    def _make_durable(self, io: Io, r: _Round, commit: bool, inform: list[str]) -> None:
+    def _make_durable(self, io: Io, r: _Round, commit: bool, inform: list[str],
+                      reason: str) -> None:
         """Make the decision durable; call ``_decided`` once it is."""
         raise NotImplementedError
 
@@ -236,7 +237,7 @@ class CoordinatorBase:
             inform = [p for p in r.participants
                       if r.votes.get(p) not in (VOTE_NO, VOTE_READ_ONLY)]
         io.trace("deciding", txn=r.txn, commit=commit, reason=reason)
-        self._make_durable(io, r, commit, inform)
+        self._make_durable(io, r, commit, inform, reason)
 
     def _decided(self, io: Io, txn: str, commit: bool, inform: list[str],
                  clients: list[Envelope], reason: str = "") -> None:
@@ -307,13 +308,14 @@ class Coordinator(CoordinatorBase):
             return True
         return self.done.get(txn)
 
-    def _make_durable(self, io: Io, r: _Round, commit: bool, inform: list[str]) -> None:
+    def _make_durable(self, io: Io, r: _Round, commit: bool, inform: list[str],
+                      reason: str) -> None:
         if commit and inform:
             io.put(LOG_NS, r.txn, {"participants": inform})   # the commit point
             self._log[r.txn] = inform
         else:
             self.done.record(io, r.txn, commit)
-        self._decided(io, r.txn, commit, inform, r.clients)
+        self._decided(io, r.txn, commit, inform, r.clients, reason)
 
     def _presume_abort(self, io: Io, txn: str, asker: str) -> None:
         self.done.record(io, txn, False)

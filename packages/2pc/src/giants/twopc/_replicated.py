@@ -127,6 +127,7 @@ class ReplicatedCoordinator(CoordinatorBase):
         self._clients: dict[str, list[Envelope]] = {}
         self._askers: dict[str, set[str]] = {}
         self._presumed: dict[str, float] = {}
+        self._reasons: dict[str, str] = {}
         self._leading = False
 
     # -- Process ------------------------------------------------------------------------
@@ -159,12 +160,14 @@ class ReplicatedCoordinator(CoordinatorBase):
         io.reply(env, ErrorReply.definite(NotLeader(hint=self.consensus.leader())))
         return False
 
-    def _make_durable(self, io: Io, r: _Round, commit: bool, inform: list[str]) -> None:
+    def _make_durable(self, io: Io, r: _Round, commit: bool, inform: list[str],
+                      reason: str) -> None:
         if not self._propose(io, ["decide", r.txn, commit, inform]):
             for env in r.clients:
                 io.reply(env, ErrorReply.definite(NotLeader(hint=self.consensus.leader())))
             return
         self._clients.setdefault(r.txn, []).extend(r.clients)
+        self._reasons[r.txn] = reason
 
     def _presume_abort(self, io: Io, txn: str, asker: str) -> None:
         if not self._leading:
@@ -219,8 +222,9 @@ class ReplicatedCoordinator(CoordinatorBase):
             inform = rec[1] if rec is not None and txn not in self._sending else []
         else:
             inform = [str(p) for p in command[3]]
+        reason = self._reasons.pop(txn, "")
         self._decided(io, txn, outcome, inform, clients,
-                      "decided" if command[2] == outcome else "an earlier decision stands")
+                      reason if command[2] == outcome else "an earlier decision stands")
         for p in sorted(askers - set(inform)):
             io.send(p, Decision(txn, outcome))
 
@@ -246,6 +250,7 @@ class ReplicatedCoordinator(CoordinatorBase):
             self._clients.clear()
             self._askers.clear()
             self._presumed.clear()
+            self._reasons.clear()
 
     def _info(self) -> dict[str, Any]:
         return {"leader": self.consensus.leader(), "open_decisions": len(self.log.open),

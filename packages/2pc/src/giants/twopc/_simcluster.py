@@ -132,7 +132,7 @@ class SimTxnCluster:
 
     def participant(self, name: str) -> Participant | None:
         p = self.sim.process(name)
-        return p.inner if isinstance(p, _Crashing) else p  # type: ignore[return-value]
+        return p.inner if isinstance(p, _Crashing) else p
 
     def coordinator(self, name: str) -> Any:
         p = self.sim.process(name)
@@ -169,7 +169,8 @@ def build_sim(seed: int, *, shards: int = 3, clients: int = 3, txns: int = 4,
               coordinator: CoordinatorOptions | None = None,
               network: SimNetworkOptions | None = None, plan: CrashPlan | None = None,
               spec: WorkloadSpec | None = None, trace: TraceWriter | None = None,
-              tick_s: float = 0.02, buggify: bool = False) -> SimTxnCluster:
+              tick_s: float = 0.02, buggify: bool = False,
+              specs: list[WorkloadSpec] | None = None) -> SimTxnCluster:
     """A cluster: plain coordinator ``coord-0`` (or ``replicas`` replicated ones when a
     ``consensus`` factory is given), shards ``shard-i``, clients ``client-i``."""
     sim = Simulation(seed, network or SimNetworkOptions(), trace=trace, buggify=buggify,
@@ -183,24 +184,35 @@ def build_sim(seed: int, *, shards: int = 3, clients: int = 3, txns: int = 4,
             return build
         return lambda durable: _Crashing(build(durable), plan, sim, node)
 
-    for c in coord_ids:
-        if consensus is None:
-            build: Callable[[Durable], Any] = (
-                lambda d, c=c: Coordinator(c, d, shards=shard_ids, options=coordinator))
-        else:
-            build = (lambda d, c=c: ReplicatedCoordinator(
+    def coordinator_of(c: str) -> Callable[[Durable], Any]:
+        def build(d: Durable) -> Any:
+            if consensus is None:
+                return Coordinator(c, d, shards=shard_ids, options=coordinator)
+            return ReplicatedCoordinator(
                 c, d, peers={x: x for x in coord_ids}, consensus=consensus, shards=shard_ids,
-                options=coordinator, consensus_options=consensus_options))
-        sim.add_process(c, wrap(c, build), tick_s=tick_s)
+                options=coordinator, consensus_options=consensus_options)
+        return build
+
+    for c in coord_ids:
+        sim.add_process(c, wrap(c, coordinator_of(c)), tick_s=tick_s)
+    def participant_of(s: str) -> Callable[[Durable], Any]:
+        return lambda d: Participant(s, d, participant)
+
     for s in shard_ids:
-        sim.add_process(s, wrap(s, lambda d, s=s: Participant(s, d, participant)), tick_s=tick_s)
+        sim.add_process(s, wrap(s, participant_of(s)), tick_s=tick_s)
     spec = spec or WorkloadSpec(keys=[f"k{i}" for i in range(keys)], txns=txns)
     workload = []
     for i in range(clients):
-        client = TxnWorkloadClient(f"client-{i}", coord_ids, shard_ids, spec, records)
+        mine = specs[i % len(specs)] if specs else spec
+        client = TxnWorkloadClient(f"client-{i}", coord_ids, shard_ids, mine, records)
         workload.append(client)
-        sim.add_process(client.name, lambda d, client=client: client, tick_s=tick_s)
+        sim.add_process(client.name, _constant(client), tick_s=tick_s)
     return SimTxnCluster(sim, coord_ids, shard_ids, workload, records, plan)
+
+
+def _constant(process: Any) -> Callable[[Durable], Any]:
+    """A factory that always returns the same object: clients survive "restarts"."""
+    return lambda d: process
 
 
 @dataclass
