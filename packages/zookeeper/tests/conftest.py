@@ -3,52 +3,14 @@
 
 from __future__ import annotations
 
-import socket
-import time
+import uuid
 from collections.abc import Iterator
-from pathlib import Path
+from typing import Any
 
 import pytest
 
 from giants.core.launcher import LocalCluster
-from giants.core.plugins import UpOptions
-
-# ZooKeeper's tickTime for the test ensembles: sessions may time out in [0.4 s, 4 s].
-TEST_TICK_MS = 200
-
-
-def start_ensemble(data_dir: Path, nodes: int = 3) -> LocalCluster:
-    cluster = LocalCluster("zookeeper", UpOptions(nodes, 0, str(data_dir),
-                                                  extra={"tick_ms": TEST_TICK_MS}))
-    cluster.start()
-    return cluster
-
-
-def four_letter(address: str, word: bytes, timeout: float = 2.0) -> str:
-    host, port = address.rsplit(":", 1)
-    with socket.create_connection((host, int(port)), timeout=timeout) as s:
-        s.sendall(word)
-        chunks = []
-        while True:
-            data = s.recv(65536)
-            if not data:
-                break
-            chunks.append(data)
-    return b"".join(chunks).decode()
-
-
-def leader_of(addresses: list[str], deadline_s: float = 20.0) -> str:
-    """The client address of the server that says it leads (polls with a deadline)."""
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        for a in addresses:
-            try:
-                if "Mode: leader" in four_letter(a, b"srvr"):
-                    return a
-            except OSError:
-                continue
-        time.sleep(0.05)
-    raise AssertionError("no leader within the deadline")
+from giants.zookeeper.testing import leader_of, start_ensemble
 
 
 @pytest.fixture(scope="session")
@@ -69,8 +31,6 @@ def hosts(ensemble: LocalCluster) -> str:
 @pytest.fixture
 def chroot_hosts(hosts: str) -> Iterator[str]:
     """Hosts with a fresh chroot, so tests sharing the ensemble never see each other."""
-    import uuid
-
     from kazoo.client import KazooClient
 
     root = f"/t{uuid.uuid4().hex[:12]}"
@@ -83,7 +43,7 @@ def chroot_hosts(hosts: str) -> Iterator[str]:
 
 
 @pytest.fixture
-def zk(chroot_hosts: str) -> Iterator[object]:
+def zk(chroot_hosts: str) -> Iterator[Any]:
     from kazoo.client import KazooClient
 
     client = KazooClient(hosts=chroot_hosts)
