@@ -205,17 +205,21 @@ def test_not_leader_is_definite_and_hints_the_leader() -> None:
 # -- reads, leases, stepping down ---------------------------------------------------------
 
 
-def test_read_barrier_waits_for_a_heartbeat_quorum() -> None:
+def test_read_barrier_waits_for_a_heartbeat_round_started_after_it() -> None:
     core = make("a")
     elect(core)
     core.take_ready()
+    first = core.hb_seq  # the round the new leader started; in flight
     io = new_io()
     core.read_barrier(io, token=1)
-    hb = [e.body for e in sent(io, Accept) if e.target == "b"][-1]
+    assert sent(io, Accept) == []  # the read joins the next round
+    io = deliver(core, "b", Accepted(core.ballot, [], 0, first))
+    assert core.take_ready().reads == []  # that round began before the read
+    nxt = [e.body for e in sent(io, Accept) if e.target == "b"][-1]
+    assert nxt.seq == first + 1
+    deliver(core, "c", Accepted(core.ballot, [], 0, first))  # stale again: still waiting
     assert core.take_ready().reads == []
-    deliver(core, "b", Accepted(core.ballot, [], 0, hb.seq - 1))  # an older round
-    assert core.take_ready().reads == []
-    deliver(core, "b", Accepted(core.ballot, [], 0, hb.seq))
+    deliver(core, "b", Accepted(core.ballot, [], 0, nxt.seq))
     assert core.take_ready().reads == [(1, 0)]
 
 
@@ -231,13 +235,16 @@ def test_reads_fail_when_the_leader_is_deposed() -> None:
 def test_lease_reads_are_local_and_acceptors_refuse_prepares_during_a_lease() -> None:
     core = make("a", lease_s=1.0)
     elect(core)
-    io = new_io(now=10.0)
-    core.read_barrier(io, token=1)
-    seq = [e.body for e in sent(io, Accept)][-1].seq
+    core.read_barrier(new_io(now=10.0), token=1)
+    io = deliver(core, "b", Accepted(core.ballot, [], 0, core.hb_seq), now=10.0)
+    seq = [e.body for e in sent(io, Accept)][-1].seq  # the round for the read, at t=10
     deliver(core, "b", Accepted(core.ballot, [], 0, seq), now=10.01)
-    core.take_ready()
+    assert core.take_ready().reads == [(1, 0)]
     core.read_barrier(new_io(now=10.5), token=2)  # within the lease: no round needed
     assert core.take_ready().reads == [(2, 0)]
+    io = new_io(now=11.5)
+    core.read_barrier(io, token=3)  # the lease ran out: back to a quorum round
+    assert core.take_ready().reads == []
     follower = make("b", lease_s=1.0)
     deliver(follower, "a", Accept((1, "a"), [], 0, 1), now=10.0)
     io = deliver(follower, "c", Prepare((2, "c"), 1), now=10.5)

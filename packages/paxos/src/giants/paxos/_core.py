@@ -149,8 +149,6 @@ class MultiPaxos:
 
     def tick(self, io: Io) -> None:
         self.ticks += 1
-        if self.ticks % self.heartbeat_ticks == 0:
-            self.log.persist_prefix(io)
         if self.role == "leader":
             self._leader_tick(io)
         elif self.role == "candidate":
@@ -161,6 +159,7 @@ class MultiPaxos:
                 self._maybe_lead(io)
         elif self.ticks >= self.deadline and self._is_voter():
             self._campaign(io)
+        self._piggyback_prefix(io)
 
     def handles(self, body: Any) -> bool:
         return isinstance(body, MULTI_MESSAGES)
@@ -189,6 +188,13 @@ class MultiPaxos:
         else:
             assert isinstance(body, Learn)
             self._on_learn(io, body)
+        self._piggyback_prefix(io)
+
+    def _piggyback_prefix(self, io: Io) -> None:
+        """Persist the chosen prefix only along with a write the call makes anyway
+        (no disk write of its own; see ``PaxosLog.persist_prefix``)."""
+        if io.persists:
+            self.log.persist_prefix(io)
 
     def propose(self, io: Io, command: bytes) -> None:
         if self.role != "leader":
@@ -207,8 +213,10 @@ class MultiPaxos:
         if len(self.reads) >= MAX_PENDING_READS:
             raise NotLeader("too many pending reads", hint=self.node_id)
         self.reads.append((token, read_index, self.hb_seq + 1))
-        self._heartbeat(io)
-        self._release_reads()
+        if self.confirmed_seq >= self.hb_seq:
+            self._heartbeat(io)
+        # else: reads arriving while a round is in flight share the next round, started
+        # as soon as this one is confirmed (one read round in flight at a time)
 
     def compact(self, io: Io, index: int, snapshot: bytes) -> None:
         self.log.compact(io, index, snapshot)
@@ -532,8 +540,12 @@ class MultiPaxos:
             self.lease_until = max(self.lease_until, self.hb_sent_at[confirmed] + self.lease_s)
         for seq in [s for s in self.hb_sent_at if s <= confirmed]:
             del self.hb_sent_at[seq]
-        self.confirmed_seq = max(self.confirmed_seq, confirmed)
+        if confirmed <= self.confirmed_seq:
+            return
+        self.confirmed_seq = confirmed
         self._release_reads()
+        if self.reads and self.reads[-1][2] > self.hb_seq:
+            self._heartbeat(io)
 
     def _release_reads(self) -> None:
         while self.reads and self.reads[0][2] <= self.confirmed_seq:

@@ -153,9 +153,9 @@ class PaxosLog:
         return new
 
     def persist_prefix(self, io: Io) -> None:
-        """Persist the chosen prefix if it moved. Lazy on purpose (the host calls it from
-        ticks): a persisted prefix lower than the real one is always safe -- on restart
-        the node just re-learns the rest -- and it saves a disk write per decision."""
+        """Persist the chosen prefix if it moved. Lazy on purpose (the core only adds it
+        to calls that write anyway): a persisted prefix lower than the real one is always
+        safe -- on restart the node re-learns the rest -- and it costs no extra fsync."""
         if self.prefix != self._persisted_prefix:
             io.put(self.ns_acc, "prefix", self.prefix)
             self._persisted_prefix = self.prefix

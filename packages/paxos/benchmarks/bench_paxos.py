@@ -1,0 +1,204 @@
+"""Benchmark: the Paxos KV service beside the Raft KV service, measured the same way.
+
+``nox -s bench -- paxos`` (or ``python packages/paxos/benchmarks/bench_paxos.py``).
+For each system (``paxos``, then ``raft`` if installed) a fresh 3-node cluster of real
+processes on 127.0.0.1 (``LocalCluster``, as ``giants up`` starts it), driven by the
+core's ``KVClient`` from this process:
+
+* writes/s with 1 client and with 32 concurrent clients (closed loop, ``put``);
+* p50 / p99 write latency of the 1-client run;
+* linearizable reads/s with 32 clients (``get``: a read barrier each);
+* failover: SIGKILL the leader, time until a write invoked after the kill is
+  acknowledged; restart the node, repeat; the median of 10.
+
+Prints one table with both systems' figures, the ratio and the goal. Options:
+``--seconds S`` per throughput phase (default 3), ``--kills N`` (default 10),
+``--systems paxos,raft``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+import trio
+
+from giants.core.errors import GiantsError
+from giants.core.kvclient import KVClient
+from giants.core.launcher import LocalCluster
+from giants.core.plugins import UpOptions, load_registry
+
+NODES = 3
+MANY_CLIENTS = 32
+OP_TIMEOUT_S = 10.0
+FAILOVER_TIMEOUT_S = 10.0
+
+
+@dataclass
+class Figures:
+    system: str
+    writes_1: float = float("nan")
+    writes_32: float = float("nan")
+    p50_ms: float = float("nan")
+    p99_ms: float = float("nan")
+    reads_32: float = float("nan")
+    failover_ms: list[float] = field(default_factory=list)
+
+    @property
+    def failover_median_ms(self) -> float:
+        return statistics.median(self.failover_ms) if self.failover_ms else float("nan")
+
+
+def _pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    return s[min(len(s) - 1, int(q * len(s)))]
+
+
+async def _closed_loop(endpoints: list[str], clients: int, seconds: float, op: str,
+                       latencies: list[float] | None = None) -> float:
+    """Ops/s of ``clients`` closed-loop tasks for ``seconds`` (after a short warm-up)."""
+    done = 0
+    async with KVClient(endpoints, op_timeout_s=OP_TIMEOUT_S) as kv:
+        await kv.put("warm", 0)
+
+        async def worker(n: int, stop_at: float) -> None:
+            nonlocal done
+            i = 0
+            while trio.current_time() < stop_at:
+                i += 1
+                t0 = trio.current_time()
+                if op == "put":
+                    await kv.put(f"k{n}-{i % 100}", i)
+                else:
+                    await kv.get(f"k{n}-{i % 100}")
+                if latencies is not None:
+                    latencies.append(trio.current_time() - t0)
+                done += 1
+
+        start = trio.current_time()
+        async with trio.open_nursery() as nursery:
+            for n in range(clients):
+                nursery.start_soon(worker, n, start + seconds)
+        return done / (trio.current_time() - start)
+
+
+async def _leader_name(cluster: LocalCluster) -> str:
+    endpoints = cluster.endpoints["node"]
+    async with KVClient(endpoints, op_timeout_s=OP_TIMEOUT_S) as kv:
+        with trio.fail_after(FAILOVER_TIMEOUT_S):
+            while True:
+                addr = await kv.leader()
+                if addr in endpoints:
+                    return f"node-{endpoints.index(addr)}"
+                await trio.sleep(0.02)
+
+
+async def _one_failover(cluster: LocalCluster, n: int) -> float:
+    """SIGKILL the leader; seconds until a write invoked after it died is acknowledged."""
+    victim = await _leader_name(cluster)
+    await trio.to_thread.run_sync(cluster.kill, victim)
+    died = trio.current_time()
+    async with KVClient(cluster.endpoints["node"], op_timeout_s=FAILOVER_TIMEOUT_S) as kv:
+        await kv.put(f"failover-{n}", n)
+    took = trio.current_time() - died
+    await trio.to_thread.run_sync(cluster.restart, victim)
+    return took
+
+
+async def _measure(cluster: LocalCluster, fig: Figures, seconds: float, kills: int) -> None:
+    endpoints = cluster.endpoints["node"]
+    await _leader_name(cluster)
+    lat: list[float] = []
+    fig.writes_1 = await _closed_loop(endpoints, 1, seconds, "put", lat)
+    fig.p50_ms, fig.p99_ms = _pct(lat, 0.50) * 1000, _pct(lat, 0.99) * 1000
+    fig.writes_32 = await _closed_loop(endpoints, MANY_CLIENTS, seconds, "put")
+    fig.reads_32 = await _closed_loop(endpoints, MANY_CLIENTS, seconds, "get")
+    for n in range(kills):
+        fig.failover_ms.append(await _one_failover(cluster, n) * 1000)
+        await trio.sleep(0.5)  # let the restarted node catch up before the next kill
+
+
+def measure(system: str, *, seconds: float = 3.0, kills: int = 10) -> Figures:
+    """Start a 3-node ``system`` cluster as ``giants up`` would and measure it."""
+    fig = Figures(system)
+    with tempfile.TemporaryDirectory(prefix=f"bench-{system}-") as data, \
+            open(os.devnull, "w") as quiet, \
+            LocalCluster(system, UpOptions(NODES, 0, data), log=quiet) as cluster:
+        trio.run(_measure, cluster, fig, seconds, kills)
+    return fig
+
+
+def _installed(system: str) -> bool:
+    if importlib.util.find_spec(f"giants.{system}") is None:
+        return False
+    try:
+        load_registry().system(system)
+    except GiantsError:
+        return False
+    return True
+
+
+def _fmt(v: float | None, digits: int = 0) -> str:
+    if v is None or v != v:
+        return "-"
+    return f"{v:,.{digits}f}"
+
+
+def table(ours: Figures, peer: Figures | None, peer_note: str) -> str:
+    rows = [
+        ("writes/s, 1 client", "writes_1", 0, "~raft (ratio >= 0.8)"),
+        (f"writes/s, {MANY_CLIENTS} clients", "writes_32", 0, "~raft (ratio >= 0.8)"),
+        ("write p50 ms, 1 client", "p50_ms", 2, "1 majority RTT + fsync"),
+        ("write p99 ms, 1 client", "p99_ms", 2, "~raft"),
+        (f"linearizable reads/s, {MANY_CLIENTS} clients", "reads_32", 0, "~raft"),
+        ("failover ms, median of kills", "failover_median_ms", 0, "< 1000 (timeouts 150-300 ms)"),
+    ]
+    head = ["metric", "paxos", "raft", "paxos/raft", "goal"]
+    body = []
+    for label, attr, digits, goal in rows:
+        a = getattr(ours, attr)
+        b = getattr(peer, attr) if peer is not None else None
+        ratio = _fmt(a / b, 2) if b not in (None, 0) and b == b and a == a else "-"
+        body.append([label, _fmt(a, digits), _fmt(b, digits) if peer else peer_note, ratio, goal])
+    widths = [max(len(str(r[i])) for r in [head, *body]) for i in range(len(head))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) for r in [head, *body]]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=3.0)
+    ap.add_argument("--kills", type=int, default=10)
+    ap.add_argument("--systems", default="paxos,raft")
+    args = ap.parse_args(argv)
+    systems = args.systems.split(",")
+    results: dict[str, Figures] = {}
+    notes: dict[str, str] = {}
+    for system in systems:
+        if not _installed(system):
+            notes[system] = "not installed"
+            print(f"{system}: not installed; its column stays empty", file=sys.stderr)
+            continue
+        t0 = time.monotonic()
+        print(f"measuring {system} ({NODES} nodes, {args.seconds:.0f}s per phase, "
+              f"{args.kills} kills)...", file=sys.stderr, flush=True)
+        results[system] = measure(system, seconds=args.seconds, kills=args.kills)
+        print(f"  done in {time.monotonic() - t0:.0f}s", file=sys.stderr)
+    ours = results.get("paxos", Figures("paxos"))
+    print(f"\nPaxos vs Raft KV service, {NODES} nodes on 127.0.0.1, same core, same client, "
+          f"same run (failover: {len(ours.failover_ms)} kills)")
+    print(table(ours, results.get("raft"), notes.get("raft", "-")))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
