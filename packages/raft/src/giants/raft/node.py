@@ -41,7 +41,7 @@ from giants.core.transport import Endpoint, tcp
 from giants.raft._core import raft_factory
 from giants.raft._messages import AppendEntries
 
-__all__ = ["serve_node", "PeerBook", "EarlyAppendStore"]
+__all__ = ["serve_node", "host_node", "PeerBook", "EarlyAppendStore"]
 
 
 class PeerBook:
@@ -107,6 +107,24 @@ class EarlyAppendStore:
             await self.store.apply(ops)
 
 
+async def host_node(endpoint: Endpoint, store: DurableStore, config: ConsensusConfig, *,
+                    snapshot_every: int = 1000, tick_s: float = 0.01,
+                    task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
+    """Host one Raft KV node on an open endpoint and store until cancelled (any
+    transport: ``serve_node`` uses TCP, the driver tests the memory transport)."""
+    early = EarlyAppendStore(store, endpoint)
+    others = {k: v for k, v in config.peers.items() if k != config.node_id}
+
+    def factory(durable: Durable) -> PeerBook:
+        service = ReplicatedService(KVStateMachine(), raft_factory, config, durable,
+                                    snapshot_every=snapshot_every)
+        early.book = PeerBook(service, endpoint, others)
+        return early.book
+
+    await run_process(factory, node_id=config.node_id, endpoint=endpoint, store=early,
+                      tick_s=tick_s, task_status=task_status)
+
+
 async def serve_node(config: dict[str, Any], *,
                      task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
     """Serve one Raft KV node until cancelled (see the module docstring)."""
@@ -117,20 +135,11 @@ async def serve_node(config: dict[str, Any], *,
     sql = SqlDurableStore(config.get("storage_url") or data_dir.sqlite_url)
     cconfig = ConsensusConfig(node_id=node_id, peers=peers, join=bool(config.get("join", False)),
                               options=dict(config.get("options", {})))
-    snapshot_every = int(config.get("snapshot_every", 1000))
     others = {k: v for k, v in peers.items() if k != node_id}
     try:
         async with tcp.serve(node_id, listen=config["listen"], peers=others) as ep:
-            store = EarlyAppendStore(sql, ep)
-
-            def factory(durable: Durable) -> PeerBook:
-                service = ReplicatedService(KVStateMachine(), raft_factory, cconfig, durable,
-                                            snapshot_every=snapshot_every)
-                store.book = PeerBook(service, ep, others)
-                return store.book
-
-            await run_process(factory, node_id=node_id, endpoint=ep, store=store,
-                              tick_s=float(config.get("tick_s", 0.01)), task_status=task_status)
+            await host_node(ep, sql, cconfig, snapshot_every=int(config.get("snapshot_every", 1000)),
+                            tick_s=float(config.get("tick_s", 0.01)), task_status=task_status)
     finally:
         with trio.CancelScope(shield=True):
             await sql.close()
