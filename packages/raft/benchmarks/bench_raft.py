@@ -53,6 +53,7 @@ def _percentile(values: list[float], q: float) -> float:
 async def _load(endpoints: list[str], concurrency: int, seconds: float, reads: bool
                 ) -> tuple[float, list[float]]:
     import trio
+
     from giants.core.errors import GiantsError
     from giants.raft import KVClient
 
@@ -96,6 +97,7 @@ async def _leader_name(endpoints: list[str]) -> str:
 
 async def _time_to_write(endpoints: list[str], killed_at: float) -> float:
     import trio
+
     from giants.core.errors import GiantsError
     from giants.raft import KVClient
 
@@ -110,6 +112,7 @@ async def _time_to_write(endpoints: list[str], killed_at: float) -> float:
 
 def measure_giants(seconds: float, failovers: int) -> dict[str, float]:
     import trio
+
     from giants.core.launcher import LocalCluster
     from giants.core.plugins import UpOptions
 

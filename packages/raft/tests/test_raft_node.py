@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
+
 from giants.core.consensus import ConsensusConfig
 from giants.core.errors import DefiniteError, IndefiniteError
 from giants.core.host import MemoryDurableStore
