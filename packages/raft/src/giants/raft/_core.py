@@ -77,10 +77,10 @@ class RaftCore(LeaderMixin):
         hs = durable.get(self._hard_ns, "hs")
         self.term: int = hs[0] if hs else 0
         self.vote: str | None = hs[1] if hs else None
-        self.role = FOLLOWER
+        self.role: str = FOLLOWER
         self.leader_id: str | None = None
         self.log = RaftLog()
-        self.commit = 0
+        self.commit: int = 0
         self._handed = 0          # last index handed out in Ready.entries (lastApplied)
         self._ready = Ready()
         self.snapshot: tuple[int, int, dict[str, str], dict[str, str], bytes] | None = None

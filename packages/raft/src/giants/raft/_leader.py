@@ -32,12 +32,13 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
+from giants.core.consensus import Ready
 from giants.core.envelope import Envelope
 from giants.core.errors import Rejected
 from giants.core.process import Io
-from giants.raft._log import is_config
+from giants.raft._log import RaftLog, is_config
 from giants.raft._messages import (
     AppendEntries,
     AppendReply,
@@ -47,21 +48,54 @@ from giants.raft._messages import (
     SnapshotReply,
     TimeoutNow,
 )
+from giants.raft._options import RaftOptions
 from giants.raft._progress import PROBE, REPLICATE, SNAPSHOT, Progress, quorum, quorum_value
 
-if TYPE_CHECKING:
-    from giants.raft._core import RaftCore
-
 __all__ = ["LeaderMixin"]
+
+
+class _CoreView(Protocol):
+    """What the leader's half uses of ``RaftCore`` (for the type checker only)."""
+
+    node_id: str
+    term: int
+    role: str
+    leader_id: str | None
+    log: RaftLog
+    commit: int
+    opts: RaftOptions
+    voters: dict[str, str]
+    learners: dict[str, str]
+    snapshot: tuple[int, int, dict[str, str], dict[str, str], bytes] | None
+    _ready: Ready
+    _log_ns: str
+    _conf_entries: list[tuple[int, dict[str, Any]]]
+    _election_elapsed: int
+
+    def _become_follower(self, io: Io, term: int, leader: str | None) -> None: ...
+    def _refresh_config(self) -> None: ...
+    def _hand_out(self) -> None: ...
+    def _reject(self, io: Io, env: Envelope, reason: str, detail: str = "") -> None: ...
+    def _new_progress(self) -> Progress: ...
+
+
+if TYPE_CHECKING:
+    _Base = _CoreView
+else:
+    _Base = object
 
 LEADER = "leader"
 CANDIDATE = "candidate"
 
 
-class LeaderMixin:
+class LeaderMixin(_Base):
     """Leader state and transitions; mixed into ``RaftCore``."""
 
-    def _init_leader_state(self: RaftCore) -> None:
+    leader_id: str | None
+    role: str
+    commit: int
+
+    def _init_leader_state(self) -> None:
         self.progress: dict[str, Progress] = {}
         self._ticks = 0
         self._heartbeat_elapsed = 0
@@ -80,7 +114,7 @@ class LeaderMixin:
 
     # -- becoming and stopping -------------------------------------------------------
 
-    def _become_leader(self: RaftCore, io: Io) -> None:
+    def _become_leader(self, io: Io) -> None:
         assert self.role == CANDIDATE, f"{self.node_id}: leader from {self.role}"
         self.role = LEADER
         self.leader_id = self.node_id
@@ -94,7 +128,7 @@ class LeaderMixin:
         self._pending_conf_index = self._noop_index
         self._replicate(io)
 
-    def _stop_leading(self: RaftCore, io: Io) -> None:
+    def _stop_leading(self, io: Io) -> None:
         failed = self._ready.failed_reads
         failed.extend(token for token, _, _ in self._pending_reads)
         failed.extend(self._reads_before_noop)
@@ -105,7 +139,7 @@ class LeaderMixin:
         self._batch_io = self._read_io = None
         self._seq_ticks.clear()
 
-    def _sync_progress(self: RaftCore) -> None:
+    def _sync_progress(self) -> None:
         members = set(self.voters) | set(self.learners)
         members.discard(self.node_id)
         for gone in set(self.progress) - members:
@@ -115,7 +149,7 @@ class LeaderMixin:
 
     # -- ticks ------------------------------------------------------------------------
 
-    def _tick_leader(self: RaftCore, io: Io) -> None:
+    def _tick_leader(self, io: Io) -> None:
         opts = self.opts
         self._heartbeat_elapsed += 1
         self._election_elapsed += 1
@@ -138,12 +172,12 @@ class LeaderMixin:
             self._heartbeat_elapsed = 0
             self._broadcast_heartbeat(io)
 
-    def _quorum_active(self: RaftCore) -> bool:
+    def _quorum_active(self) -> bool:
         active = sum(1 for v in self.voters
                      if v == self.node_id or (v in self.progress and self.progress[v].recent_active))
         return active >= quorum(len(self.voters))
 
-    def _broadcast_heartbeat(self: RaftCore, io: Io) -> None:
+    def _broadcast_heartbeat(self, io: Io) -> None:
         self._seq += 1
         if self.opts.lease_reads:
             self._seq_ticks[self._seq] = self._ticks
@@ -165,7 +199,7 @@ class LeaderMixin:
 
     # -- appending and replicating ----------------------------------------------------
 
-    def _append(self: RaftCore, io: Io, data: Any) -> int:
+    def _append(self, io: Io, data: Any) -> int:
         index = self.log.append(self.term, data)
         io.put(self._log_ns, index, [self.term, data])
         if is_config(data):
@@ -173,12 +207,12 @@ class LeaderMixin:
             self._refresh_config()
         return index
 
-    def _replicate(self: RaftCore, io: Io) -> None:
+    def _replicate(self, io: Io) -> None:
         for peer, pr in self.progress.items():
             self._send_more(io, peer, pr)
         self._maybe_commit(io)
 
-    def _send_more(self: RaftCore, io: Io, peer: str, pr: Progress) -> None:
+    def _send_more(self, io: Io, peer: str, pr: Progress) -> None:
         if pr.state == REPLICATE:
             last, cap = self.log.last_index, self.opts.max_inflight
             while pr.next <= last and pr.inflight < cap:
@@ -186,7 +220,7 @@ class LeaderMixin:
         elif pr.state == PROBE and not pr.paused:
             self._send_append(io, peer, pr)
 
-    def _send_append(self: RaftCore, io: Io, peer: str, pr: Progress) -> None:
+    def _send_append(self, io: Io, peer: str, pr: Progress) -> None:
         prev = pr.next - 1
         prev_term = self.log.term_at(prev)
         if prev_term is None:
@@ -221,7 +255,7 @@ class LeaderMixin:
         else:
             pr.paused = True
 
-    def _send_chunk(self: RaftCore, io: Io, peer: str, pr: Progress) -> None:
+    def _send_chunk(self, io: Io, peer: str, pr: Progress) -> None:
         assert pr.snap is not None
         index, term, voters, learners, data = pr.snap
         off = pr.snap_offset
@@ -231,7 +265,7 @@ class LeaderMixin:
 
     # -- replies ----------------------------------------------------------------------
 
-    def _leader_progress(self: RaftCore, io: Io, env: Envelope, seq: int) -> Progress | None:
+    def _leader_progress(self, io: Io, env: Envelope, seq: int) -> Progress | None:
         """The sender's progress, after the checks every reply to a leader gets."""
         if self.role != LEADER:
             return None
@@ -246,7 +280,7 @@ class LeaderMixin:
             pr.acked_seq = seq
         return pr
 
-    def _on_append_reply(self: RaftCore, io: Io, env: Envelope, m: AppendReply) -> None:
+    def _on_append_reply(self, io: Io, env: Envelope, m: AppendReply) -> None:
         if m.success and m.index > self.log.last_index and self.role == LEADER:
             self._reject(io, env, "beyond_log", f"acknowledged {m.index} > {self.log.last_index}")
             return
@@ -287,12 +321,12 @@ class LeaderMixin:
             return m.index > pr.match
         return pr.state == PROBE and m.index == pr.next - 1
 
-    def _on_heartbeat_reply(self: RaftCore, io: Io, src: str, m: HeartbeatReply) -> None:
+    def _on_heartbeat_reply(self, io: Io, src: str, m: HeartbeatReply) -> None:
         pr = self._leader_progress(io, Envelope(src, self.node_id, 0, None, m), m.seq)
         if pr is not None:
             self._check_reads(io)
 
-    def _on_snapshot_reply(self: RaftCore, io: Io, env: Envelope, m: SnapshotReply) -> None:
+    def _on_snapshot_reply(self, io: Io, env: Envelope, m: SnapshotReply) -> None:
         pr = self._leader_progress(io, env, 0)
         if pr is None:
             return
@@ -313,7 +347,7 @@ class LeaderMixin:
 
     # -- commit -----------------------------------------------------------------------
 
-    def _maybe_commit(self: RaftCore, io: Io) -> None:
+    def _maybe_commit(self, io: Io) -> None:
         if self.role != LEADER:
             return
         matches = {p: pr.match for p, pr in self.progress.items()}
@@ -330,7 +364,7 @@ class LeaderMixin:
         if self.node_id not in self.voters and self.commit >= self._pending_conf_index:
             self._step_down_removed(io)
 
-    def _step_down_removed(self: RaftCore, io: Io) -> None:
+    def _step_down_removed(self, io: Io) -> None:
         """§4.2.2: the configuration without us committed; hand over and step down."""
         io.probe("raft.leader_removed")
         best = max(self.voters, key=lambda v: self.progress[v].match if v in self.progress else -1)
@@ -342,13 +376,13 @@ class LeaderMixin:
 
     # -- reads (ReadIndex, optional lease) -----------------------------------------------
 
-    def _read(self: RaftCore, io: Io, token: int) -> None:
+    def _read(self, io: Io, token: int) -> None:
         if self.commit < self._noop_index:
             self._reads_before_noop.append(token)
             return
         self._start_read(io, token)
 
-    def _start_read(self: RaftCore, io: Io, token: int) -> None:
+    def _start_read(self, io: Io, token: int) -> None:
         index = self.commit
         if list(self.voters) == [self.node_id]:
             self._ready.reads.append((token, index))
@@ -362,7 +396,7 @@ class LeaderMixin:
             self._broadcast_heartbeat(io)
         self._pending_reads.append((token, index, self._seq))
 
-    def _check_reads(self: RaftCore, io: Io) -> None:
+    def _check_reads(self, io: Io) -> None:
         if not self._pending_reads and not self.opts.lease_reads:
             return
         acked = {p: pr.acked_seq for p, pr in self.progress.items()}
@@ -381,7 +415,7 @@ class LeaderMixin:
 
     # -- membership and transfer ------------------------------------------------------
 
-    def _change_config(self: RaftCore, io: Io, op: str, node: str, address: str | None) -> None:
+    def _change_config(self, io: Io, op: str, node: str, address: str | None) -> None:
         if self.commit < self._noop_index:
             raise Rejected("the leader has not committed an entry of its term yet")
         if self._pending_conf_index > self.commit:
@@ -416,7 +450,7 @@ class LeaderMixin:
                  learners=sorted(learners))
         self._replicate(io)
 
-    def transfer_leadership(self: RaftCore, io: Io, target: str) -> None:
+    def transfer_leadership(self, io: Io, target: str) -> None:
         """Hand leadership to voter ``target`` (§3.10). Raises ``Rejected``."""
         if target == self.node_id:
             return

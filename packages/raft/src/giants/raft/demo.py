@@ -31,4 +31,8 @@ def run_sim(args: Any) -> int:
     return run_kv_sim("raft", raft_factory, seed=args.seed, nemesis=args.nemesis,
                       ops=args.ops, nodes=nodes,
                       trace_dir=getattr(args, "trace_dir", None) or ".giants/traces",
-                      on_cluster=lambda c: RaftInvariants(c.sim, c.nodes).install())
+                      on_cluster=_check_invariants)
+
+
+def _check_invariants(cluster: Any) -> None:
+    RaftInvariants(cluster.sim, cluster.nodes).install()

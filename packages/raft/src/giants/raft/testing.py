@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from giants.core.consensus import ConsensusConfig
@@ -91,7 +92,7 @@ class CoreNet:
             core = self.cores.get(env.target)
             if core is None:
                 continue
-            self.run(env.target, lambda io, c=core, e=env: c.receive(io, e))
+            self.run(env.target, partial(core.receive, env=env))
         return count
 
     def take(self, node: str) -> list[Envelope]:
