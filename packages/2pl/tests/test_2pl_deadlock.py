@@ -13,6 +13,7 @@ from __future__ import annotations
 import random
 
 import pytest
+
 from giants.core.errors import TxnAborted
 from giants.twopl import Aborted, DeadlockPolicy, Granted, LockManager, LockMode
 

@@ -4,6 +4,7 @@ Bernstein, Hadzilacos, Goodman 1987 ch. 3)."""
 from __future__ import annotations
 
 import pytest
+
 from giants.core.errors import LocalProtocolError, TxnAborted
 from giants.twopl import (
     COMPATIBLE,

@@ -16,6 +16,9 @@ import itertools
 
 import hypothesis.strategies as st
 import pytest
+from hypothesis import settings
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+
 from giants.core.errors import LocalProtocolError, TxnAborted
 from giants.twopl import (
     DeadlockPolicy,
@@ -27,8 +30,6 @@ from giants.twopl import (
     intention_for,
     supremum,
 )
-from hypothesis import settings
-from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 NAMES = ["t0", "t1", "t2", "t3"]
 TABLES = ["A", "B", "C"]
