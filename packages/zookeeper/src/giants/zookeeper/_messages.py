@@ -21,9 +21,12 @@ __all__ = ["ClientFrame", "AdminWord", "Hangup", "ServerFrames", "Forward", "Tou
 @message("zk.frame")
 @dataclass(frozen=True, slots=True)
 class ClientFrame:
-    """One jute frame (without its length prefix) a client sent on connection ``conn``."""
+    """One jute frame (without its length prefix) a client sent on connection ``conn``;
+    ``seq`` counts the connection's frames from 1 (TCP's in-order delivery, which the
+    simulator's network does not give by itself)."""
 
     conn: int
+    seq: int
     data: bytes
 
 
@@ -48,9 +51,11 @@ class Hangup:
 @dataclass(frozen=True, slots=True)
 class ServerFrames:
     """Bytes for connection ``conn`` (whole jute frames with their length prefixes, or
-    an admin answer); ``close``: close the connection after writing them."""
+    an admin answer); ``close``: close the connection after writing them. ``seq``
+    counts these messages per connection from 1, as ``ClientFrame.seq`` does."""
 
     conn: int
+    seq: int
     frames: list[bytes]
     close: bool
 

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,6 +73,12 @@ TOUCH_EVERY_S = 0.1
 # A new expiry proposal for a session is made at most this often.
 EXPIRE_RETRY_S = 1.0
 VERSION = "3.8.0-giants"
+# Closed connections remembered, so frames still in flight on one are not mistaken for a
+# new connection's handshake.
+MAX_DEAD_CONNS = 4096
+# Frames held back waiting for an earlier one of the same connection (only the
+# simulator reorders; a real connection is TCP). More than this: the link is broken.
+MAX_HELD_FRAMES = 256
 
 
 def zxid_of(term: int, index: int) -> int:
@@ -120,6 +126,8 @@ class Conn:
     wseq: int = 0
     last_heard: float = 0.0
     watches: set[tuple[str, str]] = field(default_factory=set)
+    rx_next: int = 1
+    rx_held: dict[int, bytes] = field(default_factory=dict)
 
 
 def _pack(v: Any) -> bytes:
@@ -163,6 +171,8 @@ class ZooKeeperServer:
         self._to_touch: set[int] = set()
         self._last_touch_sent = 0.0
         self._expiring: dict[int, float] = {}
+        self._tx_seq: dict[tuple[str, int], int] = {}
+        self._dead: OrderedDict[tuple[str, int], None] = OrderedDict()
         self.now = 0.0
         self.applied_log: list[int] = []  # zxids applied since start, for sim invariants
         self.keep_applied_log = False
@@ -187,7 +197,7 @@ class ZooKeeperServer:
         self.now = io.now
         body = env.body
         if isinstance(body, ClientFrame):
-            self._on_frame(io, (env.source, body.conn), body.data)
+            self._on_frame(io, (env.source, body.conn), body.seq, body.data)
         elif isinstance(body, Forward):
             self._on_forward(io, body)
         elif isinstance(body, Touch):
@@ -210,12 +220,32 @@ class ZooKeeperServer:
 
     # -- client frames ----------------------------------------------------------------
 
-    def _on_frame(self, io: Io, key: tuple[str, int], data: bytes) -> None:
+    def _on_frame(self, io: Io, key: tuple[str, int], seq: int, data: bytes) -> None:
         conn = self.conns.get(key)
         if conn is None:
+            if key in self._dead:
+                io.probe("zk.frame_for_closed_connection")
+                return
             conn = Conn(key, f"{self.node_id}/{self.boot}/{key[0]}/{key[1]}")
             self.conns[key] = conn
             self.by_owner[conn.owner] = conn
+        if seq != conn.rx_next:
+            io.probe("zk.frame_out_of_order")
+            conn.rx_held[seq] = data
+            if len(conn.rx_held) > MAX_HELD_FRAMES:
+                self._send(key, [], close=True)
+                self._drop_conn(key)
+            return
+        while True:
+            conn.rx_next += 1
+            self._on_frame_in_order(io, conn, data)
+            nxt = conn.rx_held.pop(conn.rx_next, None)
+            if nxt is None or self.conns.get(key) is not conn:
+                return
+            data = nxt
+
+    def _on_frame_in_order(self, io: Io, conn: Conn, data: bytes) -> None:
+        key = conn.key
         conn.last_heard = io.now
         try:
             if conn.state == "new":
@@ -495,14 +525,21 @@ class ZooKeeperServer:
             self._close.add(key)
 
     def _flush(self, io: Io) -> None:
-        for key, frames in self._out.items():
-            io.send(key[0], ServerFrames(key[1], frames, key in self._close))
         for key in self._close - set(self._out):
-            io.send(key[0], ServerFrames(key[1], [], True))
+            self._out[key] = []
+        for key, frames in self._out.items():
+            seq = self._tx_seq.get(key, 0) + 1
+            self._tx_seq[key] = seq
+            io.send(key[0], ServerFrames(key[1], seq, frames, key in self._close))
+        for key in self._close:
+            self._tx_seq.pop(key, None)
         self._out.clear()
         self._close.clear()
 
     def _drop_conn(self, key: tuple[str, int]) -> None:
+        self._dead[key] = None
+        while len(self._dead) > MAX_DEAD_CONNS:
+            self._dead.popitem(last=False)
         conn = self.conns.pop(key, None)
         if conn is None:
             return

@@ -133,6 +133,7 @@ class JuteEndpoint:
 
     async def _read_loop(self, stream: trio.SocketStream, conn: int) -> None:
         reader = FrameReader(self.max_buffer)
+        seq = itertools.count(1)
         head: bytes | None = b""
         while True:
             try:
@@ -155,7 +156,7 @@ class JuteEndpoint:
                 log.warning("client connection %d: %s; closing it", conn, exc)
                 return
             for frame in frames:
-                await self._in_send.send(self._envelope(ClientFrame(conn, frame)))
+                await self._in_send.send(self._envelope(ClientFrame(conn, next(seq), frame)))
 
     async def _write_loop(self, stream: trio.SocketStream,
                           out: trio.MemoryReceiveChannel[tuple[list[bytes], bool]],
