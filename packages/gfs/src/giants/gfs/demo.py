@@ -45,7 +45,7 @@ def pattern(size: int, seed: int = 7) -> bytes:
     data = bytearray(block * reps)[:size]
     for i in range(0, size, 4096):
         data[i:i + 8] = i.to_bytes(8, "big")
-    return bytes(data)
+    return bytes(data[:size])
 
 
 async def _wait_for(check: Callable[[], Any], deadline_s: float, what: str) -> Any:
