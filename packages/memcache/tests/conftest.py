@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 import trio
 
+from giants.memcache._routing import RouteTable
 from giants.memcache.node import serve_memcached
 from giants.memcache.router import Router, serve_router
-from giants.memcache._routing import RouteTable
 
 
 class ManualClock:
@@ -52,16 +52,27 @@ class TrioThread:
 
     @staticmethod
     async def _scoped(fn: Callable[..., Any], *, task_status: Any) -> None:
-        with trio.CancelScope() as scope:
-            async with trio.open_nursery() as nursery:
-                value = await nursery.start(fn)
-                task_status.started((value, scope))
+        done = trio.Event()
+        try:
+            with trio.CancelScope() as scope:
+                async with trio.open_nursery() as nursery:
+                    value = await nursery.start(fn)
+                    task_status.started((value, scope, done))
+        finally:
+            done.set()
+
+    @staticmethod
+    async def _stop(scope: trio.CancelScope, done: trio.Event) -> None:
+        scope.cancel()
+        await done.wait()
 
     def start(self, fn: Callable[..., Any]) -> tuple[Any, Callable[[], None]]:
-        """Start ``fn(task_status=...)``; its started value and a function stopping it."""
-        value, scope = trio.from_thread.run(self._nursery.start, partial(self._scoped, fn),
-                                            trio_token=self._token)
-        return value, lambda: trio.from_thread.run_sync(scope.cancel, trio_token=self._token)
+        """Start ``fn(task_status=...)``; its started value and a function that stops it
+        and returns once it has fully stopped (its port closed)."""
+        value, scope, done = trio.from_thread.run(
+            self._nursery.start, partial(self._scoped, fn), trio_token=self._token)
+        return value, lambda: trio.from_thread.run(self._stop, scope, done,
+                                                   trio_token=self._token)
 
     def close(self) -> None:
         trio.from_thread.run_sync(self._nursery.cancel_scope.cancel, trio_token=self._token)
@@ -161,3 +172,10 @@ def raw() -> Iterator[Callable[[int], Raw]]:
     yield make
     for r in opened:
         r.close()
+
+
+@pytest.fixture
+def make_server(trio_thread: TrioThread, clock: ManualClock
+                ) -> Callable[..., tuple[int, Any, Callable[[], None]]]:
+    """Start another server on the shared manual clock: (port, Server, stop)."""
+    return lambda **kwargs: start_server(trio_thread, clock, **kwargs)

@@ -128,7 +128,7 @@ def test_stale_values_after_invalidate() -> None:
     s = Session(Server(Store()))
     s.feed(b"set k 0 0 3\r\nold\r\n", NOW)
     assert s.feed(b"md k I T30\r\n", NOW) == b"HD\r\n"
-    assert s.feed(b"mg k v c\r\n", NOW).startswith(b"VA 3 c") 
+    assert s.feed(b"mg k v c\r\n", NOW).startswith(b"VA 3 c")
     assert b" Z X" in s.feed(b"mg k v c\r\n", NOW)
     assert s.feed(b"get k\r\n", NOW) == b"END\r\n"
 
