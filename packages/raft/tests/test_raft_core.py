@@ -363,3 +363,37 @@ def test_single_node_commits_alone() -> None:
 def test_append_reply_shapes() -> None:
     assert AppendReply(1, True, 3, 0, 0, 0).index == 3
     assert AppendEntries(1, 0, 0, [], 0, 0).entries == []
+
+
+def test_lease_reads_skip_the_round_only_within_the_lease() -> None:
+    """Thesis §6.4.1 (optional, bounded drift): after a quorum acknowledged a heartbeat
+    sent at tick t, reads are served at once until t + election_ticks - margin; never
+    after a leadership transfer began."""
+    net = CoreNet(3, options={"lease_reads": True})
+    net.elect("n0")
+    net.deliver()
+    leader = net.core("n0")
+    net.tick("n0", 3)
+    net.deliver()
+    leader.take_ready()
+    net.run("n0", lambda io: leader.read_barrier(io, 1))
+    assert leader.take_ready().reads == [(1, leader.commit)]     # no round trip needed
+    net.partition(["n0"])
+    for _ in range(14):
+        net.tick("n0")
+        net.deliver()
+    net.run("n0", lambda io: leader.read_barrier(io, 2))
+    assert leader.take_ready().reads == []                       # lease ran out
+    net.heal()
+    net.tick("n0", 3)
+    net.deliver()
+    leader.take_ready()
+    net.run("n0", lambda io: leader.change_membership(io, "transfer_leader", "n1"))
+    net.queue.clear()
+    net.run("n0", lambda io: leader.read_barrier(io, 3))
+    assert leader.take_ready().reads == []
+
+
+def test_lease_reads_need_check_quorum() -> None:
+    with pytest.raises(LocalProtocolError):
+        CoreNet(1, options={"lease_reads": True, "check_quorum": False})

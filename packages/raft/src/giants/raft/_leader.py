@@ -110,6 +110,7 @@ class LeaderMixin(_Base):
         self._batch_pos: dict[str, int] = {}
         self._read_io: Io | None = None
         self._lease_until = 0
+        self._lease_term = 0      # a term in which leases are off (a transfer was started)
         self._seq_ticks: dict[int, int] = {}
 
     # -- becoming and stopping -------------------------------------------------------
@@ -387,7 +388,8 @@ class LeaderMixin(_Base):
         if list(self.voters) == [self.node_id]:
             self._ready.reads.append((token, index))
             return
-        if self.opts.lease_reads and self._transfer is None and self._ticks < self._lease_until:
+        if (self.opts.lease_reads and self._lease_term != self.term
+                and self._ticks < self._lease_until):
             io.probe("raft.read.lease")
             self._ready.reads.append((token, index))
             return
@@ -457,6 +459,9 @@ class LeaderMixin(_Base):
         if target not in self.voters:
             raise Rejected(f"{target} is not a voter")
         self._transfer, self._transfer_elapsed = target, 0
+        # the target may campaign (bypassing leases) whenever TimeoutNow arrives, even
+        # after we gave up waiting: no lease reads for the rest of this term
+        self._lease_term = self.term
         io.trace("transfer", to=target)
         pr = self.progress[target]
         if pr.match == self.log.last_index:

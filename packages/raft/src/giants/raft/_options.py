@@ -61,6 +61,11 @@ class RaftOptions:
             if want is int and value < 1 and key not in ("snapshot_trailing_entries", "lease_margin_ticks"):
                 raise LocalProtocolError(f"raft option {key} must be positive, got {value}")
         opts = cls(**options)
+        if opts.lease_reads and not opts.check_quorum:
+            raise LocalProtocolError("lease_reads needs check_quorum (voters must ignore "
+                                     "elections while a leader is live)")
+        if opts.lease_margin_ticks >= opts.election_ticks:
+            raise LocalProtocolError("lease_margin_ticks must be below election_ticks")
         if opts.heartbeat_ticks >= opts.election_ticks:
             raise LocalProtocolError("heartbeat_ticks must be below election_ticks (§5.6)")
         return opts
