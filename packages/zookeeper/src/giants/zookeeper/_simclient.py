@@ -60,6 +60,7 @@ class Record:
     after_sync: float | None = None  # a get issued right behind a sync invoked then
     expected_zxid_floor: int = 0     # the client's last acknowledged write when issued
     watch: bool = False
+    request: Any = None
 
 
 @dataclass
@@ -181,6 +182,9 @@ class SimZkClient:
             rec.status = "info"
             if rec.kind == "delete_eph":
                 self.ephemerals.discard(rec.path)  # it may or may not have happened
+        # The layout (/r*, /e, /m, /final) must exist: setup requests are retried.
+        self.script.extendleft(reversed([rec.request for rec in self.outstanding
+                                         if rec.kind == "setup"]))
         self.outstanding.clear()
         self.watches.clear()
         self.server_i = (self.server_i + 1) % len(self.servers)
@@ -257,6 +261,7 @@ class SimZkClient:
         if kind == "sync_get" and self.records and self.records[-1].kind == "sync" \
                 and self.records[-1].client == self.name:
             rec.after_sync = self.records[-1].invoke_t
+        rec.request = (op, body, kind)
         self.records.append(rec)
         self.outstanding.append(rec)
         self._send(io, encode_request(self.xid, op, body))

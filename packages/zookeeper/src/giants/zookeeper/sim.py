@@ -41,6 +41,10 @@ __all__ = ["SimResult", "run_zk_sim", "check_history", "run_sim_cli"]
 
 SESSION_TIMEOUT_MS = 4000
 SIM_TICK_MS = 200
+# Host ticks in simulation: coarser than a real server's 10 ms, so a sweep runs fast;
+# raft's timeouts are in ticks (election after 15-30 ticks = 0.3-0.6 s here).
+SERVER_TICK_S = 0.02
+CLIENT_TICK_S = 0.05
 
 
 @dataclass
@@ -64,8 +68,8 @@ def _server_factory(node: str, peers: dict[str, str], consensus: ConsensusFactor
 
 
 def run_zk_sim(consensus: ConsensusFactory, seed: int, *, nodes: int = 3, clients: int = 3,
-               ops_per_client: int = 40, nemesis: tuple[str, ...] = ALL_KINDS,
-               fault_window_s: float = 5.0, options: dict[str, Any] | None = None,
+               ops_per_client: int = 30, nemesis: tuple[str, ...] = ALL_KINDS,
+               fault_window_s: float = 4.0, options: dict[str, Any] | None = None,
                trace: TraceWriter | None = None) -> SimResult:
     """Run one seeded simulation and check it; raises ``AssertionError`` naming the
     seed and the violated guarantee."""
@@ -73,7 +77,8 @@ def run_zk_sim(consensus: ConsensusFactory, seed: int, *, nodes: int = 3, client
     servers = [f"zk-{i}" for i in range(nodes)]
     peers = {s: s for s in servers}
     for s in servers:
-        sim.add_process(s, _server_factory(s, peers, consensus, dict(options or {})))
+        sim.add_process(s, _server_factory(s, peers, consensus, dict(options or {})),
+                        tick_s=SERVER_TICK_S)
     records: list[Record] = []
     violations = Violations()
     think_s = fault_window_s / max(1, ops_per_client)
@@ -82,7 +87,7 @@ def run_zk_sim(consensus: ConsensusFactory, seed: int, *, nodes: int = 3, client
         c = SimZkClient(f"c{i}", servers, ops=ops_per_client, timeout_ms=SESSION_TIMEOUT_MS,
                         records=records, violations=violations, think_s=think_s)
         procs.append(c)
-        sim.add_process(c.name, lambda _d, c=c: c, tick_s=0.02)
+        sim.add_process(c.name, lambda _d, c=c: c, tick_s=CLIENT_TICK_S)
 
     def leader() -> str | None:
         for s in servers:
@@ -96,7 +101,7 @@ def run_zk_sim(consensus: ConsensusFactory, seed: int, *, nodes: int = 3, client
     sim.run_until(1.0 + fault_window_s + 0.1)
     sim.run_for(60.0, stop=lambda: all(c.ops_left == 0 and c.idle() for c in procs))
     _final_phase(sim, procs, seed)
-    sim.run_for(2.0)
+    sim.run_for(1.0)
     expirations = sum(len(c.expired_sessions) for c in procs)
     res = SimResult(sim, records, procs, servers, expirations)
     problems = violations.items + check_history(res)
