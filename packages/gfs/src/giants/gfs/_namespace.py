@@ -91,7 +91,8 @@ class Namespace:
         if path not in self.dirs:
             raise NotFound(f"no such directory: {path}")
         base = "" if path == "/" else path
-        return [(name, f"{base}/{name}" in self.dirs) for name in sorted(self.children[path])]
+        return [(name, f"{base}/{name}" in self.dirs) for name in sorted(self.children[path])
+                if f"{base}/{name}" != HIDDEN_DIR]  # deleted files stay hidden (§4.4)
 
     # -- changes (called only when applying log records) ------------------------------
 

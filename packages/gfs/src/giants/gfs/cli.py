@@ -71,36 +71,45 @@ def format_fsck(r: Any) -> str:
 
 
 async def _run(args: argparse.Namespace, endpoints: list[str]) -> int:
+    from giants.core.errors import GiantsError
     from giants.gfs.client import GFSClient
 
     async with GFSClient(endpoints, timeout_s=args.timeout) as fs:
-        op = args.gfs_op
-        if op == "put":
-            await _put(fs, Path(args.local), args.remote)
-        elif op in ("get", "cat"):
-            await _get(fs, args.remote, None if op == "cat" else Path(args.local))
-        elif op == "ls":
-            for info in await fs.list(args.path):
-                print(f"{'d' if info.is_dir else '-'} {info.path}")
-        elif op == "rm":
-            await fs.delete(args.path)
-        elif op == "mv":
-            await fs.rename(args.src, args.dst)
-        elif op == "append":
-            await fs.open(args.remote, create=True)
-            print(await fs.record_append(args.remote, args.text.encode()))
-        elif op == "snapshot":
-            await fs.snapshot(args.src, args.dst)
-        elif op == "mkdir":
-            await fs.mkdir(args.path)
-        elif op == "stat":
-            info = await fs.stat(args.path)
-            kind = "directory" if info.is_dir else "file"
-            print(f"{info.path}: {kind}, {info.size} bytes, {info.chunks} chunks")
-        else:
-            report = await fs.fsck()
-            print(format_fsck(report))
-            return 0 if not report.under_replicated and not report.missing else 1
+        try:
+            return await _op(args, fs)
+        except (GiantsError, OSError) as exc:
+            print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+            return 1
+
+
+async def _op(args: argparse.Namespace, fs: Any) -> int:
+    op = args.gfs_op
+    if op == "put":
+        await _put(fs, Path(args.local), args.remote)
+    elif op in ("get", "cat"):
+        await _get(fs, args.remote, None if op == "cat" else Path(args.local))
+    elif op == "ls":
+        for info in await fs.list(args.path):
+            print(f"{'d' if info.is_dir else '-'} {info.path}")
+    elif op == "rm":
+        await fs.delete(args.path)
+    elif op == "mv":
+        await fs.rename(args.src, args.dst)
+    elif op == "append":
+        await fs.open(args.remote, create=True)
+        print(await fs.record_append(args.remote, args.text.encode()))
+    elif op == "snapshot":
+        await fs.snapshot(args.src, args.dst)
+    elif op == "mkdir":
+        await fs.mkdir(args.path)
+    elif op == "stat":
+        info = await fs.stat(args.path)
+        kind = "directory" if info.is_dir else "file"
+        print(f"{info.path}: {kind}, {info.size} bytes, {info.chunks} chunks")
+    else:
+        report = await fs.fsck()
+        print(format_fsck(report))
+        return 0 if not report.under_replicated and not report.missing else 1
     return 0
 
 
@@ -128,11 +137,4 @@ async def _get(fs: Any, remote: str, local: Path | None) -> None:
 
 
 def _command(args: argparse.Namespace) -> int:
-    from giants.core.errors import GiantsError
-
-    endpoints = resolve_gfs_endpoints(args.endpoints)
-    try:
-        return trio.run(_run, args, endpoints)
-    except (GiantsError, OSError) as exc:
-        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
+    return trio.run(_run, args, resolve_gfs_endpoints(args.endpoints))
