@@ -14,6 +14,7 @@ safety argument; no joint consensus is needed.
 from __future__ import annotations
 
 import bisect
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import msgpack
@@ -29,7 +30,7 @@ class Config:
     def quorum(self) -> int:
         return len(self.voters) // 2 + 1
 
-    def is_quorum(self, nodes: set[str] | dict[str, object]) -> bool:
+    def is_quorum(self, nodes: Collection[str]) -> bool:
         return bool(self.voters) and sum(1 for v in self.voters if v in nodes) >= self.quorum()
 
     def members(self) -> dict[str, str]:
@@ -40,7 +41,8 @@ EMPTY = Config({}, {})
 
 
 def pack_config(voters: dict[str, str], learners: dict[str, str]) -> bytes:
-    return msgpack.packb([voters, learners], use_bin_type=True)
+    data: bytes = msgpack.packb([voters, learners], use_bin_type=True)
+    return data
 
 
 def unpack_config(data: bytes) -> Config:

@@ -89,6 +89,8 @@ class _Load:
         async with KVClient(self.endpoints, op_timeout_s=OP_TIMEOUT_S) as kv:
             i = 0
             proc = f"w{n}.0"
+            value: Any
+            call: Any
             while not self.stop:
                 i += 1
                 if i % 3 == 0:

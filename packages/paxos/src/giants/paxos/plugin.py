@@ -26,13 +26,13 @@ def _plan(opts: UpOptions) -> list[Any]:
 def _sim(args: Any) -> int:
     from giants.paxos.scenarios import run_sim
 
-    return run_sim(args)
+    return int(run_sim(args))
 
 
 def _demo(args: Any) -> int:
     from giants.paxos.demo import run_demo
 
-    return run_demo(args)
+    return int(run_demo(args))
 
 
 @hookimpl
