@@ -15,11 +15,12 @@ control), an operation name ``f``, an optional ``key`` and a ``value``:
   process id. An operation never completed at all is indeterminate in the same way.
 
 Rules the recorder enforces with ``assert``: a process has at most one outstanding
-operation, a retired process never invokes again, an operation completes at most once,
-and time never goes backwards. Time is whatever the caller passes (virtual or wall
-seconds); nothing here reads a clock. Precedence between operations is the order in
-which events were *recorded* (the ``index``), as in Knossos, so record events in the
-order they happened.
+operation, a retired process never invokes again, and an operation completes at most
+once. Time is whatever the caller passes (virtual or wall seconds; omitted, it repeats
+the previous event's); nothing here reads a clock. Times are for people and traces:
+precedence between operations is the order in which events were *recorded* (the
+``index``), as in Knossos, so record each event when it happens (concurrent clients
+may stamp times taken a moment earlier, so times need not be sorted).
 
 Values are frozen when recorded (lists become tuples, sets frozensets, bytearrays
 bytes) so models can hash them. Histories save to JSON lines, one event per line, and
@@ -29,7 +30,7 @@ load back equal (bytes as ``{"$bytes": hex}``, frozensets as ``{"$set": [...]}``
 from __future__ import annotations
 
 import json
-from collections.abc import Hashable, Iterable, Iterator
+from collections.abc import Hashable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -202,9 +203,7 @@ class History:
         self, type_: EventType, process: ProcessId, f: str, key: Hashable, value: Any,
         time: float | None, op: int, error: str | None,
     ) -> None:
-        last = self._events[-1].time if self._events else 0.0
-        t = last if time is None else float(time)
-        assert t >= last, f"time went backwards: {t} after {last}"
+        t = (self._events[-1].time if self._events else 0.0) if time is None else float(time)
         ev = Event(len(self._events), type_, process, f, key, value, t, op, error)
         self._events.append(ev)
         if self._trace is not None:
@@ -239,9 +238,10 @@ class History:
                                      "pending", inv.index, None, inv.time, None))
                 continue
             done = self._events[done_at]
-            output = done.value if done.type == "ok" else None
+            status: Status = "ok" if done.type == "ok" else "fail" if done.type == "fail" else "info"
+            output = done.value if status == "ok" else None
             out.append(Operation(inv.index, inv.process, inv.f, inv.key, inv.value, output,
-                                 done.type, inv.index, done.index, inv.time, done.time,
+                                 status, inv.index, done.index, inv.time, done.time,
                                  done.error))
         return out
 

@@ -47,9 +47,10 @@ __all__ = [
 
 # Search steps (list-entry visits) before giving up. A 100-operation per-key history of
 # a correct store needs a few thousand; a hopeless one can need exponentially many.
-DEFAULT_MAX_STEPS = 5_000_000
+DEFAULT_MAX_STEPS = 2_000_000
 # Operations shown in an explanation's prefix before eliding the earlier ones.
 EXPLAIN_PREFIX_OPS = 8
+
 
 
 @dataclass(frozen=True)
@@ -170,8 +171,26 @@ class _Outcome:
     candidates: tuple[Operation, ...] = ()
 
 
+_NEVER = 1 << 62   # the completion index of an operation that never completed
+# Entry kinds (see ``_Search``).
+_RETURN, _READ, _DETERMINATE, _INDETERMINATE = 0, 1, 2, 3
+
+
 class _Search:
-    """One WGL search over one (sub-)history. Entry 0 is the head sentinel."""
+    """One WGL search over one (sub-)history.
+
+    The list holds every call and the returns of determinate operations, in recorded
+    order (head sentinel 0); returns are also chained on their own (head ``self.rh``), so
+    the first pending return -- the *boundary*: an operation that must be linearized
+    before anything invoked after it -- is found in O(1). The candidates at a
+    configuration are the calls before the boundary. They are tried in two passes:
+    determinate ones and *young* indeterminate ones (whose ``info`` was recorded after
+    the boundary) in list order first, *old* indeterminate ones only after that. An
+    indeterminate operation usually took effect, if at all, close to its invocation, so
+    trying young ones greedily finds linearizations fast, while deferring old ones makes
+    the search prefer leaving them out, which is what makes the dominance pruning in
+    ``_first_visit`` effective on histories that are not linearizable.
+    """
 
     def __init__(self, ops: Sequence[Operation], model: Model, max_steps: int) -> None:
         kept = [op for op in ops if op.status != "fail"
@@ -182,19 +201,31 @@ class _Search:
         self.det = [not op.indeterminate for op in kept]
         self.args = [(op.f, op.key, op.value, UNKNOWN if op.indeterminate else op.output)
                      for op in kept]
-        points: list[tuple[int, bool, int]] = []   # (history index, is_call, op number)
+        points: list[tuple[int, bool, int]] = [(-1, False, -1)]   # (index, is_call, op)
         for n, op in enumerate(kept):
             points.append((op.invoke_index, True, n))
-            if op.complete_index is not None and not op.indeterminate:
+            if not op.indeterminate:
+                assert op.complete_index is not None
                 assert op.complete_index > op.invoke_index, f"{op.describe()} ends before start"
                 points.append((op.complete_index, False, n))
         points.sort()
-        size = len(points) + 1
-        self.is_call = [False] + [p[1] for p in points]
-        self.opn = [-1] + [p[2] for p in points]
-        self.nxt = list(range(1, size + 1))
-        self.nxt[-1] = 0
-        self.prv = [size - 1] + list(range(size - 1))
+        size = len(points)
+        self.rh = size   # head sentinel of the return chain
+        self.hidx = [p[0] for p in points] + [_NEVER]   # (the return chain's sentinel)
+        self.is_call = [p[1] for p in points]
+        self.kind = [_kind(p[1], kept[p[2]], model) if p[2] >= 0 else _RETURN for p in points]
+        self.opn = [p[2] for p in points]
+        # For a call of an indeterminate op: where its info was recorded (young before it).
+        self.soft = [_soft_index(kept[n]) if call else 0 for _, call, n in points]
+        self.nxt = [0] * size
+        self.prv = [0] * size
+        self.rnxt = [0] * (size + 1)
+        self.rprv = [0] * (size + 1)
+        returns = [e for e in range(1, size) if not self.is_call[e]]
+        for nxt, prv, chain in ((self.nxt, self.prv, list(range(size))),
+                                (self.rnxt, self.rprv, [self.rh, *returns])):
+            for a, b in zip(chain, [*chain[1:], chain[0]], strict=True):
+                nxt[a], prv[b] = b, a
         self.ret = [0] * size   # call entry -> its return entry (0: none)
         call_of = [0] * len(kept)
         for e in range(1, size):
@@ -204,6 +235,7 @@ class _Search:
                 self.ret[call_of[self.opn[e]]] = e
 
     def _lift(self, e: int) -> None:
+        """Take call ``e`` and its return (from both chains) out; ``_unlift`` undoes it."""
         nxt, prv = self.nxt, self.prv
         nxt[prv[e]] = nxt[e]
         prv[nxt[e]] = prv[e]
@@ -211,11 +243,17 @@ class _Search:
         if r:
             nxt[prv[r]] = nxt[r]
             prv[nxt[r]] = prv[r]
+            rnxt, rprv = self.rnxt, self.rprv
+            rnxt[rprv[r]] = rnxt[r]
+            rprv[rnxt[r]] = rprv[r]
 
     def _unlift(self, e: int) -> None:
         nxt, prv = self.nxt, self.prv
         r = self.ret[e]
         if r:
+            rnxt, rprv = self.rnxt, self.rprv
+            rnxt[rprv[r]] = r
+            rprv[rnxt[r]] = r
             nxt[prv[r]] = r
             prv[nxt[r]] = r
         nxt[prv[e]] = e
@@ -223,60 +261,123 @@ class _Search:
 
     def run(self) -> _Outcome:
         n_det = sum(self.det)
-        nxt, is_call, opn, det, args = self.nxt, self.is_call, self.opn, self.det, self.args
+        nxt, rnxt, rh = self.nxt, self.rnxt, self.rh
+        opn, kind, det, args, hidx, soft = (
+            self.opn, self.kind, self.det, self.args, self.hidx, self.soft)
         step = self.model.step
         state: Hashable = self.model.init()
-        linearized, done = 0, 0
-        stack: list[tuple[int, Hashable]] = []
-        seen: set[tuple[int, Hashable]] = set()
+        linearized, pending, done = 0, 0, 0   # bitsets of determinate / indeterminate ops
+        stack: list[tuple[int, Hashable, int]] = []   # (chosen entry, prior state, pass)
+        seen: dict[tuple[int, Hashable], list[int]] = {}
         best: _Outcome | None = None
-        steps = 0
-        e = nxt[0]
+        steps, e, pass_, bound = 0, nxt[0], 0, hidx[rnxt[rh]]
         while done < n_det:
             steps += 1
             if steps > self.max_steps:
                 return _Outcome(False, True, steps - 1, len(self.ops))
-            assert e != 0, "reached the end of the list with determinate operations left"
-            if is_call[e]:
+            k = kind[e]
+            if k == _RETURN:
+                if pass_ < 2:   # this pass reached the boundary: start the next one
+                    e, pass_ = nxt[0], pass_ + 1
+                    continue
+                if best is None or len(stack) > len(best.linearized):
+                    best = self._failure_at(e, stack, state, steps)
+                if not stack:
+                    return _Outcome(False, False, steps, len(self.ops), best.linearized,
+                                    best.state, best.stuck, best.candidates)
+                e, state, pass_ = stack.pop()
                 o = opn[e]
-                legal, new_state = step(state, *args[o])
-                if legal:
-                    config = (linearized | (1 << o), new_state)
-                    if config not in seen:
-                        seen.add(config)
-                        stack.append((e, state))
-                        linearized, state = config
-                        done += det[o]
-                        self._lift(e)
-                        e = nxt[0]
-                        continue
+                if det[o]:
+                    linearized ^= 1 << o
+                    done -= 1
+                else:
+                    pending ^= 1 << o
+                self._unlift(e)
+                bound = hidx[rnxt[rh]]
+                # A forced read had no alternatives: undoing it exhausts its parent too.
+                e, pass_ = (rnxt[rh], 2) if pass_ == 0 else (nxt[e], pass_)
+                continue
+            if pass_ == 0:
+                wanted = k == _READ
+            elif k == _INDETERMINATE:   # young ones in pass 1, old ones in pass 2
+                wanted = (soft[e] > bound) == (pass_ == 1)
+            else:
+                wanted = k == _DETERMINATE and pass_ == 1
+            if not wanted:
                 e = nxt[e]
                 continue
-            if best is None or len(stack) > len(best.linearized):
-                best = self._failure_at(e, stack, state, steps)
-            if not stack:
-                assert best is not None
-                return _Outcome(False, False, steps, len(self.ops), best.linearized,
-                                best.state, best.stuck, best.candidates)
-            e, state = stack.pop()
             o = opn[e]
-            linearized ^= 1 << o
-            done -= det[o]
-            self._unlift(e)
-            e = nxt[e]
+            legal, new_state = step(state, *args[o])
+            if not legal:
+                e = nxt[e]
+                continue
+            lin = linearized | (1 << o) if det[o] else linearized
+            pend = pending if det[o] else pending | (1 << o)
+            if self._useful(stack, o, new_state) and _first_visit(seen, (lin, new_state), pend):
+                stack.append((e, state, pass_))
+                linearized, pending, state = lin, pend, new_state
+                done += det[o]
+                self._lift(e)
+                e, pass_, bound = nxt[0], 0, hidx[rnxt[rh]]
+            elif pass_ == 0:   # a forced read leads nowhere new: so does this configuration
+                e, pass_ = rnxt[rh], 2
+            else:
+                e = nxt[e]
         return _Outcome(True, False, steps, len(self.ops))
 
+    def _useful(self, stack: list[tuple[int, Hashable, int]], o: int, new_state: Hashable) -> bool:
+        """False if the indeterminate op on top of the stack was useless for ``o``.
+
+        If ``o`` gets the same result from the state before that op p, the configuration
+        that skips p (where ``o`` is a candidate too) dominates this one.
+        """
+        if not stack or self.det[self.opn[stack[-1][0]]]:
+            return True
+        return self.model.step(stack[-1][1], *self.args[o]) != (True, new_state)
+
     def _failure_at(
-        self, e: int, stack: list[tuple[int, Hashable]], state: Hashable, steps: int
+        self, boundary: int, stack: list[tuple[int, Hashable, int]], state: Hashable,
+        steps: int,
     ) -> _Outcome:
-        """Describe a dead end: return entry ``e`` reached with ``stack`` linearized."""
-        prefix = tuple(self.ops[self.opn[c]] for c, _ in stack)
+        """Describe a dead end: return entry ``boundary`` reached with ``stack`` linearized."""
+        prefix = tuple(self.ops[self.opn[c]] for c, _, _ in stack)
+        stuck = self.ops[self.opn[boundary]]
         candidates = []
         c = self.nxt[0]
-        while c != e:
-            if self.is_call[c]:
+        while c != boundary:
+            if self.is_call[c] and self.ops[self.opn[c]] is not stuck:
                 candidates.append(self.ops[self.opn[c]])
             c = self.nxt[c]
-        stuck = self.ops[self.opn[e]]
         return _Outcome(False, False, steps, len(self.ops), prefix, state, stuck,
-                        tuple(op for op in candidates if op is not stuck))
+                        tuple(candidates))
+
+
+def _kind(is_call: bool, op: Operation, model: Model) -> int:
+    if not is_call:
+        return _RETURN
+    if op.indeterminate:
+        return _INDETERMINATE
+    return _READ if op.f in model.read_only else _DETERMINATE
+
+
+def _soft_index(op: Operation) -> int:
+    return _NEVER if op.complete_index is None else op.complete_index
+
+
+def _first_visit(seen: dict[tuple[int, Hashable], list[int]], config: tuple[int, Hashable],
+                 pending: int) -> bool:
+    """Record a configuration; False if an equal or dominating one was visited before.
+
+    A configuration with the same determinate operations linearized and the same state,
+    but a subset of the indeterminate ones, dominates: it has every continuation this
+    one has (indeterminate operations never force a backtrack, they only offer moves).
+    """
+    subsets = seen.get(config)
+    if subsets is None:
+        seen[config] = [pending]
+        return True
+    for other in subsets:
+        if other & ~pending == 0:
+            return False
+    subsets.append(pending)
+    return True
