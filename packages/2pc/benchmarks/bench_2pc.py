@@ -98,15 +98,15 @@ def measure(kind: str, data_dir: str) -> tuple[dict[int, LoadResult], dict[int, 
     opts = UpOptions(3 if kind == "replicated" else None, 0, data_dir, extra=extra)
     latency: dict[int, LoadResult] = {}
     throughput: dict[int, LoadResult] = {}
-    with LocalCluster("2pc", opts, log=open(os.devnull, "w")) as cluster:  # noqa: SIM115
+    with LocalCluster("2pc", opts, log=open(os.devnull, "w")) as cluster:
         eps = cluster.endpoints
         coords, shards = eps["coordinator"], eps["participant"]
         rtt = trio.run(_rtt_ms, coords[0])
         for n in (1, 2, 3):
             pick = _picker(n)
-            latency[n] = trio.run(lambda: run_load(coords, shards, clients=1,  # noqa: B023
+            latency[n] = trio.run(lambda: run_load(coords, shards, clients=1,
                                                    duration_s=DURATION_S, pick=pick))  # noqa: B023
-            throughput[n] = trio.run(lambda: run_load(  # noqa: B023
+            throughput[n] = trio.run(lambda: run_load(
                 coords, shards, clients=THROUGHPUT_CLIENTS, duration_s=DURATION_S,
                 pick=pick))  # noqa: B023
             print(f"  {kind:<10} {n} shards: commit p50 "

@@ -58,13 +58,15 @@ def test_nemesis_runs_with_replicated_coordinator(giants_seeds, fault_tolerant_c
 def test_every_policy_makes_progress_when_transactions_deadlock(policy: str, giants_seeds) -> None:
     """Half the clients write a (shard-0) then y (shard-1), half y then a: a distributed
     deadlock waiting to happen, again and again. Every transaction of every client must
-    eventually commit (aborted attempts retry with their original timestamp)."""
+    eventually commit (aborted attempts retry with their original timestamp). Under
+    ``detect`` the cycles span shards, so it is the coordinator's global detector (fed
+    the shards' waits-for graphs) that must break them."""
     txns = 4
     forward = WorkloadSpec(keys=["a", "y"], txns=txns, fixed_plan=[("w", "a"), ("w", "y")],
                            think_s=(0.0, 0.002), max_attempts=200)
     backward = WorkloadSpec(keys=["a", "y"], txns=txns, fixed_plan=[("w", "y"), ("w", "a")],
                             think_s=(0.0, 0.002), max_attempts=200)
-    aborted = 0
+    aborted = global_cycles = 0
     for seed in giants_seeds(6):
         cluster = build_sim(seed, clients=4, specs=[forward, backward],
                             participant=ParticipantOptions(deadlock=policy))
@@ -73,4 +75,8 @@ def test_every_policy_makes_progress_when_transactions_deadlock(policy: str, gia
         assert verdict.ok, f"{policy} seed {seed}: {verdict}"
         assert verdict.committed == 4 * txns, f"{policy} seed {seed}: no progress: {verdict}"
         aborted += verdict.aborted
+        global_cycles += cluster.sim.stats.probes["2pc.global_deadlock"]
     assert aborted > 0      # it did deadlock (or was prevented from it) along the way
+    if policy == "detect":
+        # the cycles span shards: the coordinator's global detector broke them
+        assert global_cycles > 0

@@ -53,13 +53,13 @@ def _private(rng: random.Random, client: int) -> list[str]:
 def measure(policy: str, data_dir: str, ceiling: bool) -> dict[str, LoadResult]:
     opts = UpOptions(None, 0, data_dir, extra={"shards": 3, "deadlock": policy})
     out: dict[str, LoadResult] = {}
-    with LocalCluster("2pc", opts, log=open(os.devnull, "w")) as cluster:  # noqa: SIM115
+    with LocalCluster("2pc", opts, log=open(os.devnull, "w")) as cluster:
         eps = cluster.endpoints
         coords, shards = eps["coordinator"], eps["participant"]
         runs = [("ceiling", _private)] if ceiling else []
         runs += [(name, _uniform(n)) for name, n in LEVELS]
         for name, pick in runs:
-            out[name] = trio.run(lambda: run_load(coords, shards, clients=CLIENTS,  # noqa: B023
+            out[name] = trio.run(lambda: run_load(coords, shards, clients=CLIENTS,
                                                   duration_s=DURATION_S, pick=pick))  # noqa: B023
             r = out[name]
             print(f"  {policy:<10} {name:<8} {r.txn_per_s:8.1f} txn/s  "

@@ -43,6 +43,7 @@ from giants.twopc._messages import (
     VOTE_NO,
     VOTE_READ_ONLY,
     VOTE_YES,
+    AbortVictim,
     Ack,
     CommitTxn,
     Decision,
@@ -52,8 +53,10 @@ from giants.twopc._messages import (
     StatusReply,
     TxnOutcome,
     Vote,
+    WaitsFor,
 )
 from giants.twopc._outcomes import OutcomeCache
+from giants.twopl import find_cycle
 
 __all__ = ["Coordinator", "CoordinatorBase", "CoordinatorOptions", "LOG_NS", "COORD_DONE_NS"]
 
@@ -106,6 +109,8 @@ class CoordinatorBase:
         self.options = options or CoordinatorOptions()
         self._rounds: dict[str, _Round] = {}
         self._sending: dict[str, _Disseminating] = {}
+        self._waits: dict[str, dict[str, list[str]]] = {}   # shard -> its waits-for graph
+        self._ts: dict[str, float] = {}
 
     # -- hooks ------------------------------------------------------------------------------
 
@@ -142,6 +147,8 @@ class CoordinatorBase:
             self._on_ack(io, body)
         elif isinstance(body, QueryOutcome):
             self._on_query(io, env, body)
+        elif isinstance(body, WaitsFor):
+            self._on_waits_for(io, body)
         elif isinstance(body, StatusQuery):
             io.reply(env, self.status(io.now))
         elif env.in_reply_to is None:
@@ -269,6 +276,37 @@ class CoordinatorBase:
         else:
             io.probe("2pc.presumed_abort")
             self._presume_abort(io, q.txn, env.source)
+
+    # -- global deadlock detection ---------------------------------------------------
+
+    def _on_waits_for(self, io: Io, w: WaitsFor) -> None:
+        """Merge a shard's waits-for graph into the global one and break every cycle:
+        the youngest transaction of each is aborted at every shard (a centralized
+        detector, Bernstein et al. 1987 §3.11; stale reports can only cause an
+        unnecessary abort, never a missed one once the graph settles)."""
+        if self.shards is not None and w.shard not in self.shards:
+            io.probe("2pc.waits_for_from_stranger")
+            return
+        self._waits[w.shard] = {t: list(ws) for t, ws in w.edges.items()}
+        self._ts.update(w.ts)
+        while True:
+            merged: dict[str, set[str]] = {}
+            for graph in self._waits.values():
+                for t, ws in graph.items():
+                    merged.setdefault(t, set()).update(ws)
+            cycle = find_cycle(merged)
+            if cycle is None:
+                break
+            victim = max(cycle, key=lambda t: (self._ts.get(t, 0.0), t))
+            io.probe("2pc.global_deadlock")
+            io.trace("global_deadlock", cycle=cycle, victim=victim)
+            reason = f"global deadlock victim (cycle {' -> '.join(cycle)})"
+            for shard in sorted(self.shards or self._waits):
+                io.send(shard, AbortVictim(victim, reason))
+            for graph in self._waits.values():
+                graph.pop(victim, None)
+        live = {t for g in self._waits.values() for e in g.items() for t in (e[0], *e[1])}
+        self._ts = {t: v for t, v in self._ts.items() if t in live}
 
     # -- observation --------------------------------------------------------------------
 

@@ -25,7 +25,7 @@ from giants.core.codec import message
 __all__ = [
     "TxnRead", "ReadResult", "TxnWrite", "WriteAck", "TxnRollback", "RollbackAck",
     "CommitTxn", "TxnOutcome", "Prepare", "Vote", "Decision", "Ack", "QueryOutcome",
-    "PeerQuery", "PeerState", "StatusQuery", "StatusReply",
+    "PeerQuery", "PeerState", "StatusQuery", "StatusReply", "WaitsFor", "AbortVictim",
     "VOTE_YES", "VOTE_NO", "VOTE_READ_ONLY",
 ]
 
@@ -176,6 +176,28 @@ class PeerState:
     txn: str
     peer: str
     state: str
+
+
+# -- global deadlock detection ---------------------------------------------------------------
+
+@message("2pc.waits_for")
+@dataclass(frozen=True, slots=True)
+class WaitsFor:
+    """A shard's local waits-for graph (txn -> txns it waits for) and the timestamps of
+    the transactions in it, reported to the coordinator's global deadlock detector."""
+
+    shard: str
+    edges: dict[str, list[str]]
+    ts: dict[str, float]
+
+
+@message("2pc.abort_victim")
+@dataclass(frozen=True, slots=True)
+class AbortVictim:
+    """The detector chose ``txn`` as the victim of a cycle spanning shards."""
+
+    txn: str
+    reason: str
 
 
 # -- observation ---------------------------------------------------------------------------

@@ -51,6 +51,7 @@ from giants.twopc._messages import (
     VOTE_NO,
     VOTE_READ_ONLY,
     VOTE_YES,
+    AbortVictim,
     Ack,
     Decision,
     PeerQuery,
@@ -65,10 +66,11 @@ from giants.twopc._messages import (
     TxnRollback,
     TxnWrite,
     Vote,
+    WaitsFor,
     WriteAck,
 )
 from giants.twopc._outcomes import OutcomeCache
-from giants.twopl import Aborted, Granted, LockManager, LockMode
+from giants.twopl import Aborted, DeadlockPolicy, Granted, LockManager, LockMode
 
 __all__ = ["Participant", "ParticipantOptions", "KV_NS", "PREPARED_NS", "DONE_NS"]
 
@@ -90,6 +92,10 @@ class ParticipantOptions:
     blocked_after_s: float = 1.0
     retry_s: float = 0.2
     max_active: int = 1000                     # concurrent transactions per shard
+    # "detect" only: report the local waits-for graph to these coordinator nodes, whose
+    # global detector breaks cycles that span shards (empty: local detection only)
+    detector: list[str] = field(default_factory=list)
+    report_every_s: float = 0.05
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ParticipantOptions:
@@ -128,6 +134,8 @@ class Participant:
         self._txns: dict[str, _Txn] = {}
         self._recovered: list[tuple[str, dict[str, Any]]] = [
             (str(k), v) for k, v in durable.items(PREPARED_NS)]
+        self._reported: dict[str, list[str]] = {}
+        self._reported_at = -1e18
 
     # -- Process ------------------------------------------------------------------------
 
@@ -161,6 +169,11 @@ class Participant:
             self._on_peer_state(io, body)
         elif isinstance(body, TxnRollback):
             self._on_rollback(io, env, body)
+        elif isinstance(body, AbortVictim):
+            t = self._txns.get(body.txn)
+            if t is not None and t.state == "active":
+                io.probe("2pc.global_deadlock_victim")
+                self._abort_active(io, body.txn, body.reason)
         elif isinstance(body, StatusQuery):
             io.reply(env, self.status(io.now))
         elif env.in_reply_to is None:
@@ -191,6 +204,22 @@ class Participant:
                     if peer != self.node_id:
                         io.send(peer, PeerQuery(t.txn, self.node_id))
         self._drain_locks(io)
+        self._report_waits(io)
+
+    def _report_waits(self, io: Io) -> None:
+        """Send the local waits-for graph to the global detector when it changed (and
+        again every ``report_every_s`` while it is not empty)."""
+        if not self.options.detector or self.locks.policy is not DeadlockPolicy.DETECT:
+            return
+        graph = {t: sorted(w) for t, w in self.locks.waits_for().items()}
+        stale = io.now - self._reported_at >= self.options.report_every_s
+        if graph == self._reported and not (graph and stale):
+            return
+        self._reported, self._reported_at = graph, io.now
+        names = set(graph) | {w for ws in graph.values() for w in ws}
+        ts = {t: self._txns[t].ts for t in names if t in self._txns}
+        for c in self.options.detector:
+            io.send(c, WaitsFor(self.node_id, graph, ts))
 
     # -- execution phase ----------------------------------------------------------------
 

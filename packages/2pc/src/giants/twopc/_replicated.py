@@ -154,6 +154,10 @@ class ReplicatedCoordinator(CoordinatorBase):
     def _known(self, txn: str) -> bool | None:
         return self.log.known(txn)
 
+    def _on_waits_for(self, io: Io, w: Any) -> None:
+        if self._leading:                       # one detector: the leader's
+            super()._on_waits_for(io, w)
+
     def _may_coordinate(self, io: Io, env: Envelope) -> bool:
         if self._leading:
             return True

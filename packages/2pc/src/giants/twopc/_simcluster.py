@@ -30,7 +30,7 @@ The node is restarted ``down_s`` later (or never, with ``down_s=None``).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from giants.core.consensus import ConsensusFactory
@@ -195,8 +195,12 @@ def build_sim(seed: int, *, shards: int = 3, clients: int = 3, txns: int = 4,
 
     for c in coord_ids:
         sim.add_process(c, wrap(c, coordinator_of(c)), tick_s=tick_s)
+    popts = participant or ParticipantOptions()
+    if not popts.detector:
+        popts = replace(popts, detector=list(coord_ids))
+
     def participant_of(s: str) -> Callable[[Durable], Any]:
-        return lambda d: Participant(s, d, participant)
+        return lambda d: Participant(s, d, popts)
 
     for s in shard_ids:
         sim.add_process(s, wrap(s, participant_of(s)), tick_s=tick_s)

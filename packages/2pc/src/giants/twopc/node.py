@@ -115,6 +115,7 @@ def plan(opts: UpOptions) -> list[Instance]:
     participant_options = dict(extra.get("participant_options", {}))
     if "deadlock" in extra:
         participant_options["deadlock"] = str(extra["deadlock"])
+    participant_options.setdefault("detector", coords)
     out = []
     for name in names:
         is_coord = name in coords
