@@ -8,7 +8,8 @@ Four policies, selected per lock manager:
                 with the latest timestamp: it has done the least work, and the oldest is
                 never starved). Aborts only when a deadlock really exists, at the cost of
                 a graph search on every wait; it sees only local cycles, so a sharded
-                store backs it with a wait timeout for cycles that span shards.
+                store reports its graphs to a global detector (giants-2pc's coordinator)
+                and backs that with a wait timeout.
 ``wait-die``    Non-preemptive prevention by timestamp: an older requester waits for a
                 younger holder, a younger requester "dies" (aborts) instead of waiting for
                 an older one. Every wait goes old -> young, so no cycle can form, across
