@@ -104,6 +104,9 @@ class ClientState:
     leases: dict[tuple[str, int], Lease] = field(default_factory=dict)
     append_index: dict[str, int] = field(default_factory=dict)
     chunks: dict[str, Chunks] = field(default_factory=dict)
+    # A lower bound on each file's size from this client's own reads and mutations (files
+    # only grow), so reads and writes inside it skip the size lookup.
+    sizes: dict[str, int] = field(default_factory=dict)
     data_seq: int = 0
 
     def new_data_id(self) -> str:
@@ -113,6 +116,9 @@ class ClientState:
     def forget(self, path: str) -> None:
         self.leases = {k: v for k, v in self.leases.items() if k[0] != path}
         self.chunks.pop(path, None)
+
+    def grew(self, path: str, size: int) -> None:
+        self.sizes[path] = max(self.sizes.get(path, 0), size)
 
 
 def _backoff(st: ClientState, attempt: int) -> Sleep:
@@ -207,15 +213,18 @@ def record_append(st: ClientState, path: str, data: bytes) -> Op:
             st.append_index[path] = index
             continue
         st.append_index[path] = index
-        return index * lease.chunk_size + reply.offset
+        offset = index * lease.chunk_size + reply.offset
+        st.grew(path, offset + len(data))
+        return offset
     raise Unavailable(f"record append to {path} kept finding full chunks", reason="full")
 
 
 def write(st: ClientState, path: str, offset: int, data: bytes) -> Op:
     """Write ``data`` at ``offset`` (at most the file's size: no holes)."""
-    size = yield from file_size(st, path)
-    if offset < 0 or offset > size:
-        raise Rejected(f"write at {offset} outside 0..{size} (end of file) of {path}")
+    if offset < 0 or offset > st.sizes.get(path, -1):
+        size = yield from file_size(st, path)
+        if offset < 0 or offset > size:
+            raise Rejected(f"write at {offset} outside 0..{size} (end of file) of {path}")
     pos, view = offset, memoryview(data)
     while view:
         index, off = divmod(pos, st.chunk_size)
@@ -228,6 +237,7 @@ def write(st: ClientState, path: str, offset: int, data: bytes) -> Op:
             piece, True)
         pos += n
         view = view[n:]
+        st.grew(path, pos)
     st.chunks.pop(path, None)
 
 
@@ -305,14 +315,20 @@ def file_size(st: ClientState, path: str) -> Op:
         except Unavailable:
             yield _backoff(st, attempt)
             continue
-        return (info.total - 1) * info.chunk_size + last
+        size = (info.total - 1) * info.chunk_size + last
+        st.grew(path, size)
+        return size
     raise Unavailable(f"cannot determine the size of {path}", reason="no_replica")
 
 
 def read(st: ClientState, path: str, offset: int, length: int) -> Op:
     """Up to ``length`` bytes from ``offset``; ``Rejected`` if ``offset`` is past EOF."""
-    size = yield from file_size(st, path)
-    if offset < 0 or length < 0 or offset > size:
+    if offset < 0 or length < 0:
+        raise Rejected("negative offset or length")
+    size = st.sizes.get(path, -1)
+    if offset + length > size:
+        size = yield from file_size(st, path)
+    if offset > size:
         raise Rejected(f"read at {offset} past the end of {path} (size {size})")
     end = min(size, offset + length)
     out = bytearray()
@@ -341,10 +357,13 @@ def read(st: ClientState, path: str, offset: int, length: int) -> Op:
 def namespace_op(st: ClientState, body: Create | Mkdir | Delete | Rename | Snapshot) -> Op:
     """A namespace mutation; not retried after an indefinite error (it may have run)."""
     yield from master_call(st, body)
-    for p in (getattr(body, "path", None), getattr(body, "src", None)):
+    for p in (getattr(body, "path", None), getattr(body, "src", None),
+              getattr(body, "dst", None)):
         if p is not None:
             st.forget(p)
             st.append_index.pop(p, None)
+            st.sizes = {k: v for k, v in st.sizes.items()
+                        if k != p and not k.startswith(p.rstrip("/") + "/")}
 
 
 def list_dir(st: ClientState, path: str) -> Op:
