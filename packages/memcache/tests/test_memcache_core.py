@@ -3,6 +3,7 @@ consistent hashing, routing decisions and mcsqueal's rounds."""
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 
 import pytest
@@ -38,7 +39,7 @@ STREAM = (b"set a 0 0 3\r\nabc\r\nget a b\r\nms k 2 T5\r\nhi\r\ncas a 1 2 3 4 no
 @settings(max_examples=200, deadline=None)
 def test_parser_is_independent_of_chunking(cuts: list[int]) -> None:
     bounds = [0, *sorted(cuts), len(STREAM)]
-    chunks = [STREAM[a:b] for a, b in zip(bounds, bounds[1:])]
+    chunks = [STREAM[a:b] for a, b in itertools.pairwise(bounds)]
     assert parse_all(chunks) == parse_all([STREAM])
 
 

@@ -15,7 +15,7 @@ import pytest
 from giants.core.trace import TraceWriter
 from giants.memcache.simulation import run_memcache_sim
 
-OPS = 200
+OPS = 150
 
 
 @pytest.mark.sim
@@ -34,11 +34,14 @@ def test_no_stale_value_persists_after_invalidation_with_leases(giants_seeds) ->
 
 def test_without_leases_the_stale_set_race_happens() -> None:
     """The paper's race, reproduced: plain sets let a stale fill land after the delete."""
-    bad = [s for s in range(30) if not run_memcache_sim(s, ops=OPS, use_leases=False).ok]
-    assert bad, "no seed reproduced the stale-set race without leases"
-    res = run_memcache_sim(bad[0], ops=OPS, use_leases=False)
-    assert any("after region" in v for v in res.violations + res.final_mismatches) or \
-        res.final_mismatches
+    for seed in range(30):
+        res = run_memcache_sim(seed, ops=OPS, use_leases=False)
+        if not res.ok:
+            break
+    else:
+        pytest.fail("no seed in 0..29 reproduced the stale-set race without leases")
+    assert res.violations or res.final_mismatches
+    assert res.fills_rejected == 0               # nothing refused the stale fill
 
 
 def test_same_seed_same_trace() -> None:

@@ -6,7 +6,7 @@ client such as pymemcache is strictly request/response, so *every* request costs
 server one event-loop wakeup. trio's scheduler spends 15-25 us of CPU on a wakeup --
 several times memcached's whole per-request cost -- so with trio in the data path the
 server cannot reach the benchmark goal. This engine runs the same sans-I/O ``Session``
-objects from a plain ``selectors`` (epoll) loop in a dedicated thread; trio still owns
+objects from a plain ``select.epoll`` loop in a dedicated thread; trio still owns
 the process (startup, cancellation, the role's lifecycle), see ``node.serve_memcached``.
 
 Rules: only the loop thread touches the store (the LRU crawler runs here too, once per
@@ -19,7 +19,7 @@ client that never reads cannot make us buffer without limit.
 from __future__ import annotations
 
 import logging
-import selectors
+import select
 import socket
 from collections.abc import Callable
 from typing import Final
@@ -32,13 +32,16 @@ log = logging.getLogger("giants.memcache.engine")
 
 RECV_BYTES: Final = 256 * 1024
 LISTEN_BACKLOG: Final = 1024
+_IN: Final = select.EPOLLIN | select.EPOLLRDHUP
+_OUT: Final = select.EPOLLOUT
 
 
 class _Conn:
-    __slots__ = ("pending", "session", "sock", "writing")
+    __slots__ = ("fd", "pending", "session", "sock", "writing")
 
     def __init__(self, sock: socket.socket, session: Session) -> None:
         self.sock = sock
+        self.fd = sock.fileno()
         self.session = session
         self.pending = b""
         self.writing = False
@@ -55,7 +58,8 @@ class EpollEngine:
         self.max_connections = max_connections
         self.crawl_interval_s = crawl_interval_s
         self.crawl_budget = crawl_budget
-        self._sel = selectors.EpollSelector()
+        self._ep = select.epoll()
+        self._conns: dict[int, _Conn] = {}
         self._wake_r, self._wake_w = socket.socketpair()
         self._stopping = False
 
@@ -69,33 +73,34 @@ class EpollEngine:
 
     def run(self) -> None:
         """The loop (blocks the calling thread until ``stop``)."""
-        sel = self._sel
+        ep = self._ep
         self.listener.setblocking(False)
         self._wake_r.setblocking(False)
-        sel.register(self.listener, selectors.EVENT_READ, None)
-        sel.register(self._wake_r, selectors.EVENT_READ, None)
+        listen_fd = self.listener.fileno()
+        ep.register(listen_fd, _IN)
+        ep.register(self._wake_r.fileno(), _IN)
+        conns = self._conns
         next_crawl = self.clock() + self.crawl_interval_s
         try:
             while not self._stopping:
-                for key, events in sel.select(self.crawl_interval_s):
-                    conn = key.data
+                for fd, events in ep.poll(self.crawl_interval_s):
+                    conn = conns.get(fd)
                     if conn is None:
-                        if key.fileobj is self.listener:
+                        if fd == listen_fd:
                             self._accept()
                         continue
-                    if events & selectors.EVENT_WRITE:
+                    if events & _OUT:
                         self._flush(conn)
-                    elif events & selectors.EVENT_READ:
+                    else:
                         self._read(conn)
                 now = self.clock()
                 if now >= next_crawl:
                     self.server.store.crawl(now, self.crawl_budget)
                     next_crawl = now + self.crawl_interval_s
         finally:
-            for key in list(sel.get_map().values()):
-                if key.data is not None:
-                    self._close(key.data)
-            sel.close()
+            for conn in list(conns.values()):
+                self._close(conn)
+            ep.close()
             self._wake_r.close()
             self._wake_w.close()
 
@@ -120,7 +125,8 @@ class EpollEngine:
                 continue
             server.curr_connections += 1
             conn = _Conn(sock, Session(server))
-            self._sel.register(sock, selectors.EVENT_READ, conn)
+            self._conns[sock.fileno()] = conn
+            self._ep.register(sock.fileno(), _IN)
 
     def _read(self, conn: _Conn) -> None:
         try:
@@ -154,19 +160,21 @@ class EpollEngine:
         if conn.pending:
             if not conn.writing:
                 conn.writing = True
-                self._sel.modify(conn.sock, selectors.EVENT_WRITE, conn)
+                self._ep.modify(conn.fd, _OUT)
             return
         if conn.session.closed:
             self._close(conn)
             return
         if conn.writing:
             conn.writing = False
-            self._sel.modify(conn.sock, selectors.EVENT_READ, conn)
+            self._ep.modify(conn.fd, _IN)
 
     def _close(self, conn: _Conn) -> None:
-        try:
-            self._sel.unregister(conn.sock)
-        except (KeyError, ValueError):
+        if self._conns.pop(conn.fd, None) is None:
             return
+        try:
+            self._ep.unregister(conn.fd)
+        except (OSError, ValueError):
+            pass
         self.server.curr_connections -= 1
         conn.sock.close()

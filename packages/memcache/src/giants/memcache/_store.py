@@ -24,6 +24,7 @@ turns into memcached's error strings); the state is unchanged after a raise.
 from __future__ import annotations
 
 from collections import OrderedDict
+from dataclasses import dataclass, fields
 from typing import Final
 
 from giants.memcache._protocol import DEFAULT_ITEM_SIZE_MAX
@@ -93,46 +94,41 @@ class Item:
         self.vivified = False
 
 
+@dataclass(slots=True)
 class StoreStats:
     """memcached's counters (the ``stats`` command prints them)."""
 
-    __slots__ = (
-        "cas_badval",
-        "cas_hits",
-        "cas_misses",
-        "cmd_flush",
-        "cmd_get",
-        "cmd_set",
-        "cmd_touch",
-        "decr_hits",
-        "decr_misses",
-        "delete_hits",
-        "delete_misses",
-        "evicted_unfetched",
-        "evictions",
-        "expired_unfetched",
-        "get_expired",
-        "get_flushed",
-        "get_hits",
-        "get_misses",
-        "incr_hits",
-        "incr_misses",
-        "lease_rejected",
-        "lease_tokens",
-        "lease_waits",
-        "reclaimed",
-        "slabs_moved",
-        "total_items",
-        "touch_hits",
-        "touch_misses",
-    )
-
-    def __init__(self) -> None:
-        for name in self.__slots__:
-            setattr(self, name, 0)
+    cmd_get: int = 0
+    get_hits: int = 0
+    get_misses: int = 0
+    get_expired: int = 0
+    get_flushed: int = 0
+    cmd_set: int = 0
+    cmd_touch: int = 0
+    touch_hits: int = 0
+    touch_misses: int = 0
+    delete_hits: int = 0
+    delete_misses: int = 0
+    incr_hits: int = 0
+    incr_misses: int = 0
+    decr_hits: int = 0
+    decr_misses: int = 0
+    cas_hits: int = 0
+    cas_misses: int = 0
+    cas_badval: int = 0
+    evictions: int = 0
+    reclaimed: int = 0
+    expired_unfetched: int = 0
+    evicted_unfetched: int = 0
+    total_items: int = 0
+    cmd_flush: int = 0
+    slabs_moved: int = 0
+    lease_tokens: int = 0
+    lease_waits: int = 0
+    lease_rejected: int = 0
 
     def as_dict(self) -> dict[str, int]:
-        return {name: getattr(self, name) for name in self.__slots__}
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 def exptime_to_abs(exptime: int, now: float) -> float:

@@ -19,7 +19,7 @@ import bisect
 import random
 import statistics
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -99,7 +99,7 @@ class RegionWorkload:
         return sum(r.source == "cache" for r in rs) / len(rs) if rs else 0.0
 
     async def run(self, duration_s: float,
-                  events: list[tuple[float, Callable[[], Awaitable[None]]]] = ()) -> None:
+                  events: Sequence[tuple[float, Callable[[], Awaitable[None]]]] = ()) -> None:
         """Run the workload for ``duration_s``; each ``(t, fn)`` of ``events`` is awaited
         at ``t`` seconds (the fault injection)."""
         async with tcp.Client(f"workload-{id(self)}") as net, trio.open_nursery() as nursery:
