@@ -78,9 +78,9 @@ def test_records_rebuild_the_namespace_and_chunk_refcounts():
     assert md.ns.files == {"/a/f": [1, 3], "/t/f": [1, 2]}
     assert md.refs == {1: 2, 2: 1, 3: 1}
     assert md.next_handle == 4
-    assert md.ns.list("/") == [("a", True), ("t", True)]
+    assert md.ns.listing("/") == [("a", True), ("t", True)]
     with pytest.raises(NotFound):
-        md.ns.list("/s")
+        md.ns.listing("/s")
 
 
 def test_delete_hides_then_reclaim_drops_the_chunks():
@@ -141,4 +141,4 @@ def test_namespace_move_of_a_tree():
     ns.add_file("/a/g", [2])
     ns.move("/a", "/m/n")
     assert ns.files == {"/m/n/b/f": [1], "/m/n/g": [2]}
-    assert "/a" not in ns.dirs and ns.list("/m/n") == [("b", True), ("g", False)]
+    assert "/a" not in ns.dirs and ns.listing("/m/n") == [("b", True), ("g", False)]

@@ -459,13 +459,13 @@ class ChunkManager:
                 for w in g.waiters:
                     self.fail(io, w.env, w.locks, Unavailable("lease grant timed out; retry",
                                                               reason="grant_timeout"))
-        for h, c in list(self.clones.items()):
-            if c.deadline < now or c.target in dead or c.source in dead:
+        for h, clone in list(self.clones.items()):
+            if clone.deadline < now or clone.target in dead or clone.source in dead:
                 del self.clones[h]
-        for c in list(self.copies.values()):
-            if c.deadline < now or c.waiting & dead:
-                c.waiting.clear()
-                self._finish_copy(io, c)
+        for copy in list(self.copies.values()):
+            if copy.deadline < now or copy.waiting & dead:
+                copy.waiting.clear()
+                self._finish_copy(io, copy)
 
     def _replicate(self, io: Io) -> None:
         md, goal = self.log.md, self.config.replication

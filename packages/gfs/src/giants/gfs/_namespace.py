@@ -87,7 +87,7 @@ class Namespace:
             raise NotFound(f"no such file: {path}")
         return chunks
 
-    def list(self, path: str) -> list[tuple[str, bool]]:
+    def listing(self, path: str) -> list[tuple[str, bool]]:
         if path not in self.dirs:
             raise NotFound(f"no such directory: {path}")
         base = "" if path == "/" else path

@@ -40,7 +40,7 @@ def answer_read(md: Metadata, locs: Locations, chunk_size: int, body: Any) -> An
     """The reply to a read-only request, or None if ``body`` is not one.
     Raises ``Rejected`` / ``NotFound`` for bad paths."""
     if isinstance(body, ListDir):
-        return Listing(md.ns.list(check_path(body.path, allow_root=True)))
+        return Listing(md.ns.listing(check_path(body.path, allow_root=True)))
     if isinstance(body, (Stat, GetChunks)):
         path = check_path(body.path, allow_root=True)
         if md.ns.is_dir(path):

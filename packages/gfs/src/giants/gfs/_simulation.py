@@ -19,8 +19,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
+from giants.core.process import Durable
 from giants.core.sim import SimNetworkOptions, Simulation
 from giants.core.trace import TraceWriter
 from giants.gfs._chunkserver import ChunkserverConfig, ChunkserverCore
@@ -82,14 +84,13 @@ class GfsWorld:
         for s in self.shadows:
             cfg = ShadowConfig(s, "master", o.chunk_size, o.replication, o.lease_s,
                                o.dead_after_s, o.checkpoint_every)
-            self.sim.add_process(s, lambda d, cfg=cfg: ShadowCore(cfg, d), tick_s=o.tick_s)
+            self.sim.add_process(s, partial(ShadowCore, cfg), tick_s=o.tick_s)
         for cs in self.chunkservers:
             ccfg = ChunkserverConfig(cs, cs, ("master", *self.shadows), o.chunk_size,
                                      o.heartbeat_s, mutation_timeout_s=0.5,
                                      clone_timeout_s=2.0, scan_every_s=1.0)
-            self.sim.add_process(
-                cs, lambda d, c=ccfg, st=self.stores[cs]: ChunkserverCore(c, d, st, PushBuffer()),
-                tick_s=o.tick_s)
+            self.sim.add_process(cs, partial(_chunkserver, ccfg, self.stores[cs]),
+                                 tick_s=o.tick_s)
         self.results: list[tuple[str, str, str, Any]] = []
         self.clients: list[str] = []
         self.faults_on = True
@@ -148,6 +149,11 @@ class GfsWorld:
         return [self.replicas(h) for h in self.master().log.md.ns.files.get(path, [])]
 
 
+def _chunkserver(config: ChunkserverConfig, store: MemoryChunkStore, durable: Durable
+                 ) -> ChunkserverCore:
+    return ChunkserverCore(config, durable, store, PushBuffer())  # a new buffer per boot
+
+
 def crash_nemesis(world: GfsWorld, until: float, *, master: bool = False,
                   period_s: float = 1.5) -> None:
     """Crash one chunkserver (and sometimes the master) at a time, restart it later."""
@@ -174,6 +180,18 @@ def _ignore_exists(st: ClientState, path: str) -> Op:
         pass
 
 
+def _append(st: ClientState, *, path: str, rec: bytes) -> Op:
+    return record_append(st, path, rec)
+
+
+def _create(st: ClientState, *, path: str) -> Op:
+    return namespace_op(st, Create(path))
+
+
+def _write(st: ClientState, *, path: str, offset: int, data: bytes) -> Op:
+    return write(st, path, offset, data)
+
+
 def make_record(client: int, seq: int, size: int) -> bytes:
     head = f"<{client}:{seq}:".encode()
     body = bytes((client * 31 + seq * 7 + i) % 251 for i in range(max(0, size - len(head) - 1)))
@@ -194,9 +212,8 @@ def append_scenario(seed: int, *, clients: int = 3, appends: int = 12,
         for i in range(appends):
             rec = make_record(c, i, rng.randint(16, max_rec))
             records[(c, i)] = rec
-            work.append((f"append:{c}:{i}",
-                         lambda st, rec=rec: record_append(st, path, rec)))
-        work.append((f"create:/dirs/c{c}", lambda st, c=c: namespace_op(st, Create(f"/dirs/c{c}"))))
+            work.append((f"append:{c}:{i}", partial(_append, path=path, rec=rec)))
+        work.append((f"create:/dirs/c{c}", partial(_create, path=f"/dirs/c{c}")))
         world.add_client(f"client-{c}", work, start_at=0.5 + 0.1 * c)
     if faults:
         crash_nemesis(world, until=8.0, master=crash_master)
@@ -267,7 +284,7 @@ def serial_write_scenario(seed: int, *, writes: int = 15, opts: SimOptions | Non
         size = max(size, offset + n)
     work: list[WorkItem] = [("create", lambda st: namespace_op(st, Create(path)))]
     for i, (offset, data) in enumerate(plan):
-        work.append((f"write:{i}", lambda st, o=offset, d=data: write(st, path, o, d)))
+        work.append((f"write:{i}", partial(_write, path=path, offset=offset, data=data)))
     work.append(("read", lambda st: read(st, path, 0, 1 << 30)))
     world.add_client("writer", work, start_at=0.5)
     crash_nemesis(world, until=8.0, master=crash_master)

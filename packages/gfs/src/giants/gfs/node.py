@@ -31,7 +31,7 @@ from giants.core.host import run_process
 from giants.core.process import Durable, Process
 from giants.core.storage import DataDir, SqlDurableStore
 from giants.core.trace import TraceWriter
-from giants.core.transport import tcp
+from giants.core.transport import StreamClient, tcp
 from giants.gfs._chunkfiles import FileChunkStore
 from giants.gfs._chunkserver import ChunkserverConfig, ChunkserverCore
 from giants.gfs._chunkstore import PushBuffer
@@ -144,7 +144,7 @@ async def serve_chunkserver(config: dict[str, Any], *,
 
 
 async def receive_push(header: Any, stream: trio.abc.Stream, buffer: PushBuffer,
-                       forwarder: tcp.Client) -> None:
+                       forwarder: StreamClient) -> None:
     """Serve one pushed-data stream: store it, forward it down the chain as it arrives,
     acknowledge once the whole chain has it. A bad header just closes the stream."""
     if not isinstance(header, PushHeader) or header.length < 0 or \
