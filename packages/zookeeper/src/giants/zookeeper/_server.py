@@ -66,8 +66,10 @@ __all__ = ["ZooKeeperServer", "ServerOptions", "zxid_of"]
 # Requests queued on one connection before the server gives up on it (the paper's
 # servers throttle at 2,000 outstanding requests; kazoo's async batches stay below).
 MAX_QUEUED_PER_CONN = 10_000
-# A forwarded write not applied after this long is sent again (lost message, new leader).
-RETRANSMIT_S = 0.5
+# A connection's forwarded writes are sent again when none of them was applied for this
+# long (a lost message) or when the leader changed. Progress resets the clock, so a long
+# pipelined batch is not retransmitted while it is being worked through.
+RETRANSMIT_S = 1.0
 # How often a follower tells the leader which sessions it heard from.
 TOUCH_EVERY_S = 0.1
 # A new expiry proposal for a session is made at most this often.
@@ -126,6 +128,7 @@ class Conn:
     wseq: int = 0
     last_heard: float = 0.0
     watches: set[tuple[str, str]] = field(default_factory=set)
+    progress_at: float = 0.0
     rx_next: int = 1
     rx_held: dict[int, bytes] = field(default_factory=dict)
 
@@ -172,6 +175,7 @@ class ZooKeeperServer:
         self._last_touch_sent = 0.0
         self._expiring: dict[int, float] = {}
         self._tx_seq: dict[tuple[str, int], int] = {}
+        self._forwards: dict[str, list[bytes]] = {}
         self._dead: OrderedDict[tuple[str, int], None] = OrderedDict()
         self.now = 0.0
         self.applied_log: list[int] = []  # zxids applied since start, for sim invariants
@@ -353,6 +357,9 @@ class ZooKeeperServer:
         self._propose(io, [item.command])
 
     def _propose(self, io: Io, commands: list[bytes]) -> None:
+        """Propose (leader) or forward to the leader; forwards of one call go out as one
+        ``Forward`` in ``_flush``. Without a known leader nothing is sent: the
+        retransmission on a leader change sends it."""
         leader = self.consensus.leader()
         if leader == self.node_id:
             try:
@@ -361,7 +368,7 @@ class ZooKeeperServer:
             except NotLeader:
                 io.probe("zk.propose_not_leader")
         elif leader is not None:
-            io.send(leader, Forward(commands))
+            self._forwards.setdefault(leader, []).extend(commands)
 
     def _on_forward(self, io: Io, fwd: Forward) -> None:
         if self.consensus.leader() != self.node_id:
@@ -378,7 +385,8 @@ class ZooKeeperServer:
         for conn in self.conns.values():
             waiting = [conn.connect] if conn.connect is not None else []
             waiting += [i for i in conn.queue if i.frame is None and i.command is not None]
-            if waiting and (changed or io.now - waiting[0].sent_at >= RETRANSMIT_S):
+            quiet_since = max(conn.progress_at, waiting[0].sent_at) if waiting else io.now
+            if waiting and (changed or io.now - quiet_since >= RETRANSMIT_S):
                 io.probe("zk.retransmit")
                 for item in waiting:
                     item.sent_at = io.now
@@ -427,6 +435,7 @@ class ZooKeeperServer:
                 self._complete(conn, cmd[5], result, zxid)
 
     def _complete(self, conn: Conn, wseq: int, result: list[Any], zxid: int) -> None:
+        conn.progress_at = self.now
         for item in conn.queue:
             if item.wseq == wseq and item.frame is None:
                 err, resp = result
@@ -525,6 +534,9 @@ class ZooKeeperServer:
             self._close.add(key)
 
     def _flush(self, io: Io) -> None:
+        for leader, commands in self._forwards.items():
+            io.send(leader, Forward(commands))
+        self._forwards.clear()
         for key in self._close - set(self._out):
             self._out[key] = []
         for key, frames in self._out.items():

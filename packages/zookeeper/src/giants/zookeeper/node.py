@@ -189,7 +189,10 @@ async def serve_server(config: dict[str, Any], *,
     zk_opts = ServerOptions.from_dict(dict(config.get("zk", {})))
     data_dir = DataDir(config["data_dir"])
     data_dir.lock()
-    store = SqlDurableStore(config.get("storage_url") or data_dir.sqlite_url)
+    # "sync": SQLite's synchronous mode for the log (FULL: fsync every group commit, as
+    # ZooKeeper's forceSync=yes; NORMAL: survives a process crash, not a power cut).
+    store = SqlDurableStore(config.get("storage_url") or data_dir.sqlite_url,
+                            synchronous=str(config.get("sync", "FULL")))
     cconfig = ConsensusConfig(node_id=node_id, peers=peers,
                               options=dict(config.get("options", {})))
 

@@ -17,6 +17,10 @@ from giants.core.plugins import Instance, Registry, Role, System, UpOptions, hoo
 __all__ = ["giants_register_services", "giants_add_commands", "PEER_PORT_OFFSET", "plan"]
 
 PEER_PORT_OFFSET = 100
+# Raft tells followers about a commit with its next heartbeat; a ZooKeeper server on a
+# follower answers a write only once it applied it, so heartbeats go every tick (10 ms)
+# instead of every third. Overridable with --options.
+DEFAULT_RAFT_OPTIONS = {"heartbeat_ticks": 1}
 
 
 async def _server_main(config: dict[str, Any]) -> None:
@@ -30,6 +34,7 @@ def plan(opts: UpOptions) -> list[Instance]:
     names = [f"zk-{i}" for i in range(n)]
     peers = {name: f"{opts.host}:{opts.base_port + PEER_PORT_OFFSET + i}"
              for i, name in enumerate(names)}
+    consensus = str(opts.extra.get("consensus", "raft"))
     out = []
     for i, name in enumerate(names):
         client = f"{opts.host}:{opts.base_port + i}"
@@ -40,11 +45,13 @@ def plan(opts: UpOptions) -> list[Instance]:
             "peers": peers,
             "data_dir": os.path.join(opts.data_dir, name),
             "tick_s": float(opts.extra.get("tick_s", 0.01)),
-            "consensus": str(opts.extra.get("consensus", "raft")),
-            "options": dict(opts.extra.get("options", {})),
+            "consensus": consensus,
+            "options": dict(opts.extra.get("options",
+                                           DEFAULT_RAFT_OPTIONS if consensus == "raft" else {})),
             "zk": {k: int(opts.extra[k]) for k in ("tick_ms", "snapshot_every", "max_buffer")
                    if k in opts.extra},
             "storage_url": opts.extra.get("storage_url"),
+            "sync": str(opts.extra.get("sync", "FULL")),
         }
         out.append(Instance(role="server", name=name, config=config, endpoint=client))
     return out
