@@ -44,6 +44,7 @@ from giants.core.transport._base import (
     StreamOpen,
 )
 from giants.core.transport._conn import TRANSPORT_ERRORS, FramedConnection, close_quietly
+from giants.core.transport._deadlines import DeadlineTimer
 
 __all__ = ["StreamClient"]
 
@@ -51,14 +52,26 @@ log = logging.getLogger("giants.core.transport")
 
 
 class _Call:
-    """One request waiting for its reply."""
+    """One request waiting for its reply (or its deadline, see ``_deadlines``)."""
 
-    __slots__ = ("body", "done", "error")
+    __slots__ = ("body", "conn", "done", "error", "finished", "msg_id", "timeout_s", "writing")
 
-    def __init__(self) -> None:
+    def __init__(self, conn: _ClientConnection, msg_id: int, timeout_s: float) -> None:
+        self.conn = conn
+        self.msg_id = msg_id
+        self.timeout_s = timeout_s
         self.done = trio.Event()
         self.body: Any = None
         self.error: BaseException | None = None
+        self.finished = False
+        self.writing = False
+
+    async def expire(self) -> None:
+        self.error = Timeout(f"{self.conn.label}: no reply within {self.timeout_s}s")
+        self.conn.pending.pop(self.msg_id, None)
+        self.done.set()
+        if self.writing:  # stuck flushing into a connection nobody reads: give it up
+            await self.conn.aclose()
 
 
 class _ClientConnection(FramedConnection):
@@ -100,6 +113,7 @@ class StreamClient:
         self._connect_locks: dict[str, trio.Lock] = {}
         self._nursery: trio.Nursery | None = None
         self._nursery_cm: Any = None
+        self._deadlines = DeadlineTimer()
 
     @property
     def client_id(self) -> str:
@@ -108,6 +122,7 @@ class StreamClient:
     async def __aenter__(self) -> StreamClient:
         self._nursery_cm = trio.open_nursery()
         self._nursery = await self._nursery_cm.__aenter__()
+        self._nursery.start_soon(self._deadlines.run)
         return self
 
     async def __aexit__(self, *exc_info: Any) -> bool | None:
@@ -123,32 +138,45 @@ class StreamClient:
     # -- requests -------------------------------------------------------------------
 
     async def request(self, address: str, body: Any, *, timeout: float) -> Any:
-        with trio.move_on_after(timeout):
-            conn = await self._connection(address)
-            slots = conn.slots
-            try:
-                slots.acquire_nowait()  # the common case: no scheduler round trip
-            except trio.WouldBlock:
+        deadline = trio.current_time() + timeout
+        conn = self._conns.get(address)
+        if conn is None or conn.closed:  # connecting is bounded by the request's deadline
+            with trio.move_on_at(deadline) as scope:
+                conn = await self._connection(address)
+            if scope.cancelled_caught or conn is None:
+                raise Timeout(f"could not connect to {address} within {timeout}s")
+        slots = conn.slots
+        try:
+            slots.acquire_nowait()  # the common case: no scheduler round trip
+        except trio.WouldBlock:
+            with trio.move_on_at(deadline) as scope:
                 await slots.acquire()
-            try:
-                return await self._call(conn, address, body)
-            finally:
-                slots.release()
-        raise Timeout(f"no reply from {address} within {timeout}s")
+            if scope.cancelled_caught:
+                raise Timeout(f"{address}: no free request slot within {timeout}s") from None
+        try:
+            return await self._call(conn, address, body, deadline, timeout)
+        finally:
+            slots.release()
 
-    async def _call(self, conn: _ClientConnection, address: str, body: Any) -> Any:
+    async def _call(self, conn: _ClientConnection, address: str, body: Any,
+                    deadline: float, timeout: float) -> Any:
         msg_id = next(self._ids)
         data = frame(encode_envelope(
             Envelope(self._client_id, address, msg_id, None, body), self._registry))
-        call = _Call()
+        call = _Call(conn, msg_id, timeout)
         conn.pending[msg_id] = call
+        self._deadlines.schedule(deadline, call)
         try:
+            call.writing = True
             try:
                 await conn.write(data)
             except TRANSPORT_ERRORS as exc:
-                raise ConnectionLost(f"{address}: {exc}") from None
+                raise call.error or ConnectionLost(f"{address}: {exc}") from None
+            finally:
+                call.writing = False
             await call.done.wait()
         finally:
+            call.finished = True
             conn.pending.pop(msg_id, None)
         if call.error is not None:
             raise call.error
