@@ -393,25 +393,20 @@ class ChunkserverCore:
             return None
 
     def _on_read(self, io: Io, env: Envelope) -> None:
-        r: Read = env.body
+        """``Read`` (a client: this replica must be at least at the version the master
+        named, §4.5) and ``Fetch`` (a clone: exactly the version being cloned)."""
+        r: Read | Fetch = env.body
         have = self.versions.get(r.handle)
-        if have is None or have < r.version or not self.store.has(r.handle):
-            raise Unavailable(f"no current replica of chunk {r.handle} here", reason="stale")
+        if have is None or have < r.version or not self.store.has(r.handle) or \
+                (isinstance(r, Fetch) and have != r.version):
+            raise Unavailable(f"no replica of chunk {r.handle} v{r.version} here",
+                              reason="stale")
         if r.offset < 0 or r.length < 0:
             raise Rejected("negative offset or length")
         data = self._read(io, r.handle, r.offset, r.length)
         if data is None:
             raise Unavailable(f"chunk {r.handle} is corrupt here", reason="corrupt")
         io.reply(env, Data(data, self.store.length(r.handle)))
-
-    def _on_fetch(self, io: Io, env: Envelope) -> None:
-        f: Fetch = env.body
-        if self.versions.get(f.handle) != f.version or not self.store.has(f.handle):
-            raise Unavailable(f"no replica of chunk {f.handle} v{f.version}", reason="stale")
-        data = self._read(io, f.handle, f.offset, f.length)
-        if data is None:
-            raise Unavailable(f"chunk {f.handle} is corrupt here", reason="corrupt")
-        io.reply(env, Data(data, self.store.length(f.handle)))
 
     def _on_clone(self, io: Io, env: Envelope) -> None:
         c: Clone = env.body
@@ -524,7 +519,7 @@ _HANDLERS: dict[type, Any] = {
     Applied: ChunkserverCore._on_applied,
     Apply: ChunkserverCore._on_apply,
     Read: ChunkserverCore._on_read,
-    Fetch: ChunkserverCore._on_fetch,
+    Fetch: ChunkserverCore._on_read,
     Clone: ChunkserverCore._on_clone,
     Data: ChunkserverCore._on_data,
 }
