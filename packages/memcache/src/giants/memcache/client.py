@@ -27,6 +27,8 @@ __all__ = ["MemcacheClient", "MemcacheError", "LeaseResult"]
 
 DEFAULT_TIMEOUT_S: Final = 2.0
 RECV_BYTES: Final = 256 * 1024
+# Bound on one reply (a multi-get of many 1 MB values): a larger one is refused.
+MAX_REPLY_BYTES: Final = 64 * 1024 * 1024
 
 
 class MemcacheError(Exception):
@@ -72,7 +74,8 @@ class MemcacheClient:
             try:
                 with trio.fail_after(self.timeout_s):
                     return await self._call(request, kinds)
-            except (OSError, trio.TooSlowError, trio.BrokenResourceError, ValueError) as exc:
+            except (OSError, trio.TooSlowError, trio.BrokenResourceError, ValueError,
+                    IndexError) as exc:
                 await self.aclose()
                 raise MemcacheError(f"{self.address}: {exc!r}") from exc
 
@@ -84,6 +87,8 @@ class MemcacheClient:
         out = []
         for kind in kinds:
             while (n := reply_length(self._buf, kind)) < 0:
+                if len(self._buf) > MAX_REPLY_BYTES:
+                    raise ValueError(f"reply over {MAX_REPLY_BYTES} bytes")
                 chunk = await self._stream.receive_some(RECV_BYTES)
                 if not chunk:
                     raise OSError("connection closed by server")

@@ -14,7 +14,7 @@ server when the shard is down -- forwards it and answers in request order:
   the client sees a normal reply, never an error, while Gutter answers;
 * ``flush_all`` is broadcast; ``stats`` reports the router's own counters.
 
-Each client connection gets its own backend connections (``BackendLink``), so replies
+Each client connection gets its own backend connections (``client.MemcacheClient``), so replies
 never interleave; a request's bytes are re-encoded from the parsed ``Request``.
 Simplified against mcrouter: no connection coalescing across clients, no prefix-routing
 language; pools are given as lists of ``host:port``.
@@ -31,19 +31,17 @@ from typing import Any, Final
 import trio
 
 from giants.memcache._protocol import KEY_MAX_BYTES, Request, RequestParser
-from giants.memcache._replies import BLOCKS, LINE, reply_kind, reply_length, split_values
+from giants.memcache._replies import BLOCKS, LINE, reply_kind, split_values
 from giants.memcache._routing import Health, RouteTable, cap_ttl, quiet_reply, strip_quiet
 from giants.memcache._session import VERSION
+from giants.memcache.client import MemcacheClient, MemcacheError
 
-__all__ = ["Router", "serve_router", "router_main", "BackendLink", "BackendError"]
+__all__ = ["Router", "serve_router", "router_main", "BackendError"]
 
 log = logging.getLogger("giants.memcache.router")
 
 BACKEND_TIMEOUT_S: Final = 1.0
-CONNECT_TIMEOUT_S: Final = 0.5
 RECV_BYTES: Final = 256 * 1024
-# Bound on one backend reply (a multi-get of many 1 MB values): refuse anything larger.
-MAX_REPLY_BYTES: Final = 64 * 1024 * 1024
 UNAVAILABLE: Final = b"SERVER_ERROR backend unavailable\r\n"
 
 _RETRIEVE: Final = frozenset({b"get", b"gets", b"gat", b"gats"})
@@ -54,56 +52,6 @@ _READS: Final = frozenset({b"mg", b"me"})
 
 class BackendError(Exception):
     """A backend did not answer (refused, reset, timed out, or sent garbage)."""
-
-
-class BackendLink:
-    """One connection to one memcached server, used by one client task at a time."""
-
-    def __init__(self, address: str) -> None:
-        self.address = address
-        host, _, port = address.rpartition(":")
-        self._host, self._port = host, int(port)
-        self._stream: trio.SocketStream | None = None
-        self._buf = bytearray()
-        # Two failed-over batches may reach the same Gutter server at once.
-        self._lock = trio.Lock()
-
-    async def roundtrip(self, data: bytes, kind: int) -> bytes:
-        """Send ``data`` and return the complete reply. Raises ``BackendError`` (and
-        drops the connection) on any failure."""
-        async with self._lock:
-            return await self._roundtrip(data, kind)
-
-    async def _roundtrip(self, data: bytes, kind: int) -> bytes:
-        try:
-            with trio.fail_after(BACKEND_TIMEOUT_S):
-                if self._stream is None:
-                    with trio.fail_after(CONNECT_TIMEOUT_S):
-                        self._stream = await trio.open_tcp_stream(self._host, self._port)
-                    self._buf.clear()
-                await self._stream.send_all(data)
-                while True:
-                    n = reply_length(self._buf, kind)
-                    if n >= 0:
-                        reply = bytes(self._buf[:n])
-                        del self._buf[:n]
-                        return reply
-                    if len(self._buf) > MAX_REPLY_BYTES:
-                        raise BackendError(f"{self.address}: reply over {MAX_REPLY_BYTES} bytes")
-                    chunk = await self._stream.receive_some(RECV_BYTES)
-                    if not chunk:
-                        raise BackendError(f"{self.address}: connection closed")
-                    self._buf += chunk
-        except (OSError, trio.TooSlowError, trio.BrokenResourceError, ValueError,
-                IndexError, BackendError) as exc:
-            await self.aclose()
-            raise BackendError(f"{self.address}: {exc!r}") from exc
-
-    async def aclose(self) -> None:
-        if self._stream is not None:
-            stream, self._stream = self._stream, None
-            with trio.CancelScope(shield=True):
-                await stream.aclose()
 
 
 @dataclass
@@ -140,7 +88,7 @@ class _ClientSession:
 
     def __init__(self, router: Router) -> None:
         self.router = router
-        self.links: dict[str, BackendLink] = {}
+        self.links: dict[str, MemcacheClient] = {}
         self.closed = False
 
     async def aclose(self) -> None:
@@ -148,11 +96,17 @@ class _ClientSession:
             await link.aclose()
 
     async def _send(self, server: str, data: bytes, kind: int) -> bytes:
+        """One request to one backend over this session's link to it (a link is locked
+        per request: two failed-over batches may reach the same Gutter server at once).
+        Raises ``BackendError``."""
         link = self.links.get(server)
         if link is None:
-            link = self.links[server] = BackendLink(server)
+            link = self.links[server] = MemcacheClient(server, timeout_s=BACKEND_TIMEOUT_S)
         self.router.stats.forwards += 1
-        return await link.roundtrip(data, kind)
+        try:
+            return (await link.call(data, [kind]))[0]
+        except MemcacheError as exc:
+            raise BackendError(str(exc)) from exc
 
     async def primary(self, server: str, req: Request, kind: int) -> bytes | None:
         """``req`` to ``server``; None if it is down or just failed (marked down)."""
