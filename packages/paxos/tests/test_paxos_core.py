@@ -155,11 +155,12 @@ def test_new_leader_reproposes_highest_ballot_values_and_fills_gaps_with_noops()
 def test_steady_state_is_phase_2_only_and_pipelined() -> None:
     core = make("a")
     elect(core)
-    io = new_io()
-    for i in range(5):
+    slots = []
+    for i in range(5):  # five calls (five client requests arriving one by one)
+        io = new_io()
         core.propose(io, f"c{i}".encode())
-    assert sent(io, Prepare) == []
-    slots = [e.body.entries[0][0] for e in sent(io, Accept) if e.target == "b"]
+        assert sent(io, Prepare) == []
+        slots += [e.body.entries[0][0] for e in sent(io, Accept) if e.target == "b"]
     assert slots == [1, 2, 3, 4, 5]  # five in flight before any Accepted came back
     io = deliver(core, "b", Accepted(core.ballot, [1, 2, 3, 4, 5], 0, 0))
     assert [e.index for e in core.take_ready().entries] == [1, 2, 3, 4, 5]
@@ -169,9 +170,10 @@ def test_pipeline_window_is_alpha() -> None:
     core = make("a", alpha=2)
     elect(core)
     io = new_io()
-    for i in range(5):
+    for i in range(5):  # one call with five requests: one Accept per peer carries them
         core.propose(io, f"c{i}".encode())
-    assert [e.body.entries[0][0] for e in sent(io, Accept) if e.target == "b"] == [1, 2]
+    to_b = [e.body for e in sent(io, Accept) if e.target == "b"]
+    assert [[s for s, _, _ in m.entries] for m in to_b] == [[1, 2]]
     io = deliver(core, "b", Accepted(core.ballot, [1], 0, 0))
     assert [e.body.entries[0][0] for e in sent(io, Accept) if e.target == "b" and e.body.entries] == [3]
 

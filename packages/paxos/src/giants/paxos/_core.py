@@ -131,6 +131,8 @@ class MultiPaxos(LeaderRole):
         self.reads: deque[tuple[int, int, int]] = deque()
         self.lease_until = 0.0
         self.confirmed_seq = 0
+        self._accept_io: Io | None = None
+        self._accept_pos: dict[str, int] = {}
         self._ready = Ready(snapshot=self.log.snapshot)
         self.emitted = self.log.snap_index
         self._emit()

@@ -12,6 +12,7 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 from giants.core.consensus import Ready
+from giants.core.envelope import Envelope
 from giants.core.process import Io
 from giants.paxos._config import Config
 from giants.paxos._log import ZERO, PaxosLog
@@ -57,6 +58,8 @@ class LeaderRole:
     lease_until: float
     confirmed_seq: int
     _ready: Ready
+    _accept_io: Io | None                 # the call whose Accepts new proposals join
+    _accept_pos: dict[str, int]           # peer -> index of its Accept in that call
 
     if TYPE_CHECKING:  # provided by MultiPaxos
         def _window_configs(self) -> list[Config]: ...
@@ -99,10 +102,26 @@ class LeaderRole:
             self.votes[slot].add(self.node_id)
 
     def _send_accepts(self, io: Io, entries: list[WireEntry], only: set[str] | None = None) -> None:
+        """Send ``entries`` to the peers (``only``: to those). New proposals made in one
+        host call (a batch of client requests) share one Accept per peer: one message
+        and one follower fsync for the whole batch."""
+        merge = only is None and bool(entries)
+        if merge and self._accept_io is not io:
+            self._accept_io, self._accept_pos = io, {}
         msg = Accept(self.ballot, entries, self.log.prefix, self.hb_seq)
         for peer in sorted(self._peers()):
-            if only is None or peer in only:
+            if only is not None and peer not in only:
+                continue
+            pos = self._accept_pos.get(peer) if merge else None
+            if pos is None:
                 io.send(peer, msg)
+                if merge:
+                    self._accept_pos[peer] = len(io.sends) - 1
+                continue
+            old = io.sends[pos]
+            assert isinstance(old.body, Accept) and old.target == peer
+            body = Accept(self.ballot, [*old.body.entries, *entries], self.log.prefix, self.hb_seq)
+            io.sends[pos] = Envelope(old.source, old.target, old.msg_id, None, body)
 
     def _prepare_new_voters(self, io: Io, config: Config) -> None:
         if self.ticks - self.last_send_tick < self.heartbeat_ticks and self.last_send_tick:
