@@ -8,6 +8,12 @@ committed transactions has no cycle. Edges, for transactions Ti != Tj and a key 
 * ``wr`` -- Tj read the version of x that Ti installed;
 * ``rw`` -- Ti read a version of x and Tj installed the next one (an anti-dependency).
 
+A cycle is classified as Adya does (§4): **G0** (write cycle: ``ww`` edges only),
+**G1c** (circular information flow: ``ww`` and ``wr`` edges), **G-single** (exactly
+one ``rw`` edge: read skew, lost update) or **G2** (several ``rw`` edges: write skew).
+The checker looks for the strongest class first, so a G0 cycle is reported as G0 even
+when a G2 cycle also exists; the cycle is printed with its edges.
+
 Every written value must be unique per key (so a read names its writer), and ``None``
 stands for "absent", the initial version. The *version order* of each key -- which
 committed write followed which -- comes from the store (``version_order``: key -> the
@@ -17,10 +23,11 @@ version v and then wrote v' puts v' after v), which finds fewer cycles.
 
 Also reported (Adya's phenomena that need no graph): **G1a** aborted read (a value only
 an aborted transaction wrote was read by a committed one), **G1b** intermediate read (a
-value a transaction overwrote itself was read by another), and **internal
-inconsistency** (a transaction did not read its own latest write). ``unknown``
-transactions (the client never learned the outcome) count as committed when one of their
-writes was read or appears in ``version_order``, else they are left out.
+value a transaction overwrote itself was read by another), a read of a value nobody
+wrote (garbage), and **internal inconsistency** (a transaction did not read its own
+latest write). ``unknown`` transactions (the client never learned the outcome) count as
+committed when one of their writes was read by a transaction that is not aborted or
+appears in ``version_order``, else they are left out (as if aborted: nothing saw them).
 """
 
 from __future__ import annotations
@@ -30,9 +37,12 @@ from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Txn", "SerializabilityResult", "check_serializable"]
+__all__ = ["CycleEdge", "SerializabilityResult", "Txn", "check_serializable"]
 
 Op = tuple[str, Hashable, Any]   # ("r" | "w", key, value)
+# Edge types allowed when searching for each class of cycle, strongest class first.
+_CYCLE_CLASSES = (("G0", frozenset({"ww"})), ("G1c", frozenset({"ww", "wr"})),
+                  ("G2", frozenset({"ww", "wr", "rw"})))
 
 
 @dataclass(frozen=True)
@@ -45,15 +55,37 @@ class Txn:
     status: str = "committed"
 
 
+@dataclass(frozen=True)
+class CycleEdge:
+    """One dependency ``source -type(key)-> target`` of a reported cycle."""
+
+    source: Hashable
+    type: str
+    key: Hashable
+    target: Hashable
+
+    def __str__(self) -> str:
+        return f"{self.source} -{self.type}({self.key})-> {self.target}"
+
+
 @dataclass
 class SerializabilityResult:
+    """The verdict: ``anomalies`` lists every problem found (empty iff ``ok``)."""
+
     ok: bool
     anomalies: list[str] = field(default_factory=list)
     cycle: list[Hashable] | None = None
     edges: int = 0
+    kind: str | None = None                      # G0 / G1c / G-single / G2
+    cycle_edges: list[CycleEdge] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return self.ok
+
+    def explain(self) -> str:
+        if self.ok:
+            return f"serializable ({self.edges} dependency edges, no cycle)"
+        return "not serializable:\n" + "\n".join(f"  {a}" for a in self.anomalies)
 
 
 def _final_writes(t: Txn) -> dict[Hashable, Any]:
@@ -96,7 +128,7 @@ def check_serializable(txns: Iterable[Txn],
     txns = list(txns)
     anomalies: list[str] = []
     writer: dict[tuple[Hashable, Any], Txn] = {}
-    intermediate: dict[tuple[Hashable, Any], Txn] = {}
+    intermediate: set[tuple[Hashable, Any]] = set()
     for t in txns:
         anomalies += _internal_problems(t)
         final = _final_writes(t)
@@ -107,8 +139,26 @@ def check_serializable(txns: Iterable[Txn],
                 anomalies.append(f"value {key}={value!r} written by two transactions")
             writer[(key, value)] = t
             if final[key] != value:
-                intermediate[(key, value)] = t
-    read_values = {(k, v) for t in txns for k, v in _external_reads(t)}
+                intermediate.add((key, value))
+    committed = _counted(txns, version_order)
+    anomalies += _read_anomalies(committed, writer, intermediate)
+    graph = _dsg(committed, writer, version_order)
+    n_edges = sum(len(targets) for targets in graph.values())
+    for kind, allowed in _CYCLE_CLASSES:
+        cycle = _find_cycle(graph, allowed)
+        if cycle is None:
+            continue
+        edges = _label_cycle(graph, cycle, allowed)
+        if kind == "G2" and sum(e.type == "rw" for e in edges) == 1:
+            kind = "G-single"
+        anomalies.append(f"{kind} dependency cycle: " + ", ".join(map(str, edges)))
+        return SerializabilityResult(False, anomalies, cycle, n_edges, kind, edges)
+    return SerializabilityResult(not anomalies, anomalies, None, n_edges)
+
+
+def _counted(txns: list[Txn], version_order: Mapping[Any, Sequence[Any]] | None) -> list[Txn]:
+    """The transactions that took effect: committed ones and observed unknown ones."""
+    read_values = {(k, v) for t in txns if t.status != "aborted" for k, v in _external_reads(t)}
     listed = {(k, v) for k, vs in (version_order or {}).items() for v in vs}
 
     def counts(t: Txn) -> bool:
@@ -118,77 +168,87 @@ def check_serializable(txns: Iterable[Txn],
             return False
         return any((k, v) in read_values or (k, v) in listed for k, v in _final_writes(t).items())
 
-    committed = [t for t in txns if counts(t)]
+    return [t for t in txns if counts(t)]
+
+
+def _read_anomalies(committed: list[Txn], writer: Mapping[tuple[Hashable, Any], Txn],
+                    intermediate: set[tuple[Hashable, Any]]) -> list[str]:
+    out = []
     for t in committed:
         for key, value in _external_reads(t):
             if value is None:
                 continue
             w = writer.get((key, value))
             if w is None:
-                anomalies.append(f"{t.id} read {key}={value!r}, which nobody wrote")
+                out.append(f"garbage read: {t.id} read {key}={value!r}, which nobody wrote")
             elif w.status == "aborted":
-                anomalies.append(f"G1a aborted read: {t.id} read {key}={value!r} of aborted {w.id}")
+                out.append(f"G1a aborted read: {t.id} read {key}={value!r} of aborted {w.id}")
             elif (key, value) in intermediate and w is not t:
-                anomalies.append(f"G1b intermediate read: {t.id} read {key}={value!r}, "
-                                 f"overwritten within {w.id}")
-    graph, n_edges = _dsg(committed, writer, version_order)
-    cycle = _find_cycle(graph)
-    if cycle is not None:
-        anomalies.append("G2/G1c dependency cycle: " + " -> ".join(map(str, cycle)))
-    return SerializabilityResult(not anomalies, anomalies, cycle, n_edges)
+                out.append(f"G1b intermediate read: {t.id} read {key}={value!r}, "
+                           f"overwritten within {w.id}")
+    return out
 
 
-def _dsg(committed: list[Txn], writer: Mapping[tuple[Hashable, Any], Txn],
-         version_order: Mapping[Any, Sequence[Any]] | None
-         ) -> tuple[dict[Hashable, set[Hashable]], int]:
-    ids = {id(t): t.id for t in committed}
-    # next version after each (key, value); None is the initial version
+Graph = dict[Hashable, dict[Hashable, set[tuple[str, Hashable]]]]   # a -> b -> {(type, key)}
+
+
+def _next_versions(committed: list[Txn], version_order: Mapping[Any, Sequence[Any]] | None
+                   ) -> dict[tuple[Hashable, Any], Any]:
+    """(key, version) -> the version installed next; ``None`` is the initial version."""
     nxt: dict[tuple[Hashable, Any], Any] = {}
     if version_order is not None:
         for key, values in version_order.items():
-            chain = [None, *values]
-            for a, b in itertools.pairwise(chain):
+            for a, b in itertools.pairwise([None, *values]):
                 nxt[(key, a)] = b
-    else:
-        for t in committed:
-            seen: dict[Hashable, Any] = {}
-            for kind, key, value in t.ops:
-                if kind == "r" and key not in seen:
-                    seen[key] = value
-                elif kind == "w" and key in seen and (key, seen[key]) not in nxt:
-                    nxt[(key, seen[key])] = _final_writes(t)[key]
-    graph: dict[Hashable, set[Hashable]] = {t.id: set() for t in committed}
-    n = 0
+        return nxt
+    for t in committed:
+        seen: dict[Hashable, Any] = {}
+        for kind, key, value in t.ops:
+            if kind == "r" and key not in seen:
+                seen[key] = value
+            elif kind == "w" and key in seen and (key, seen[key]) not in nxt:
+                nxt[(key, seen[key])] = _final_writes(t)[key]
+    return nxt
 
-    def edge(a: Txn | None, b: Txn | None) -> None:
-        nonlocal n
-        if a is None or b is None or a is b or id(a) not in ids or id(b) not in ids:
+
+def _dsg(committed: list[Txn], writer: Mapping[tuple[Hashable, Any], Txn],
+         version_order: Mapping[Any, Sequence[Any]] | None) -> Graph:
+    members = {id(t) for t in committed}
+    nxt = _next_versions(committed, version_order)
+    graph: Graph = {t.id: {} for t in committed}
+
+    def edge(a: Txn | None, b: Txn | None, type_: str, key: Hashable) -> None:
+        if a is None or b is None or a is b or id(a) not in members or id(b) not in members:
             return
-        if b.id not in graph[a.id]:
-            graph[a.id].add(b.id)
-            n += 1
+        graph[a.id].setdefault(b.id, set()).add((type_, key))
 
     for t in committed:
         for key, value in _external_reads(t):
-            edge(writer.get((key, value)) if value is not None else None, t)      # wr
+            if value is not None:
+                edge(writer.get((key, value)), t, "wr", key)
             later = nxt.get((key, value))
             if later is not None:
-                edge(t, writer.get((key, later)))                                # rw
+                edge(t, writer.get((key, later)), "rw", key)
         for key, value in _final_writes(t).items():
             later = nxt.get((key, value))
             if later is not None:
-                edge(t, writer.get((key, later)))                                # ww
-    return graph, n
+                edge(t, writer.get((key, later)), "ww", key)
+    return graph
 
 
-def _find_cycle(graph: Mapping[Hashable, set[Hashable]]) -> list[Hashable] | None:
-    state: dict[Hashable, int] = {}
-    order = sorted(graph, key=repr)
-    for root in order:
+def _find_cycle(graph: Graph, allowed: frozenset[str]) -> list[Hashable] | None:
+    """A cycle using only edges with a type in ``allowed`` (iterative DFS), or None."""
+    def successors(node: Hashable) -> list[Hashable]:
+        out = graph.get(node, {})
+        return sorted((b for b, labels in out.items() if any(t in allowed for t, _ in labels)),
+                      key=repr)
+
+    state: dict[Hashable, int] = {}   # 1: on the DFS path, 2: finished
+    for root in sorted(graph, key=repr):
         if state.get(root):
             continue
         path = [root]
-        iters = [iter(sorted(graph[root], key=repr))]
+        iters = [iter(successors(root))]
         state[root] = 1
         while path:
             nxt = next(iters[-1], None)
@@ -202,5 +262,18 @@ def _find_cycle(graph: Mapping[Hashable, set[Hashable]]) -> list[Hashable] | Non
             if mark == 0:
                 state[nxt] = 1
                 path.append(nxt)
-                iters.append(iter(sorted(graph.get(nxt, ()), key=repr)))
+                iters.append(iter(successors(nxt)))
     return None
+
+
+def _label_cycle(graph: Graph, cycle: list[Hashable], allowed: frozenset[str]
+                 ) -> list[CycleEdge]:
+    """The cycle's edges, preferring the strongest dependency (ww, then wr, then rw)."""
+    rank = {"ww": 0, "wr": 1, "rw": 2}
+    out = []
+    for a, b in zip(cycle, [*cycle[1:], cycle[0]], strict=True):
+        labels = sorted((lab for lab in graph[a][b] if lab[0] in allowed),
+                        key=lambda lab: (rank[lab[0]], repr(lab[1])))
+        type_, key = labels[0]
+        out.append(CycleEdge(a, type_, key, b))
+    return out
