@@ -17,7 +17,8 @@ network):
 
 Errors a Client raises (``giants.core.errors``):
 
-* ``Timeout``         -- no reply before the deadline (the request may have run);
+* ``Timeout``         -- no reply before the deadline (the request may have run); also
+  when connecting or waiting for a free request slot outlasts it (it did not run);
 * ``ConnectionLost``  -- the connection broke with the request in flight, *or* the
   connection could not be made at all. We deliberately use the one indefinite error for
   both, so callers have a single "connection trouble, retry" case; a refused connection

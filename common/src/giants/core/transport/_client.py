@@ -6,6 +6,11 @@ connection's coalescing writer, and the connection's reader task hands each repl
 request whose ``msg_id`` it names in ``in_reply_to``. A reply nobody waits for any more
 (its request timed out) is dropped. When the connection breaks, every request in flight
 on it fails with ``ConnectionLost``; the next request reconnects.
+
+Deadlines: connecting and waiting for one of the ``MAX_IN_FLIGHT_PER_CONNECTION`` slots
+run under a cancel scope (rare), the rest of a request's deadline is kept by the
+client's ``DeadlineTimer`` (see ``_deadlines``). A request whose deadline passes while
+its frame is stuck in a write to a server that does not read closes that connection.
 """
 
 from __future__ import annotations
