@@ -13,7 +13,8 @@ network):
 * a **Client** makes requests: ``request(address, body, timeout=)`` pipelines many
   concurrent requests over one connection per address and matches replies by
   ``msg_id`` / ``in_reply_to``. ``send()`` is one-way, ``open_stream()`` opens a raw byte
-  stream for bulk data.
+  stream for bulk data. A client's id must not be a node id in the server's address
+  book (a node making RPCs uses e.g. ``"n1/rpc"``): replies are routed to peers first.
 
 Errors a Client raises (``giants.core.errors``):
 
