@@ -15,6 +15,7 @@ instead of emptying one physical page.
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -74,14 +75,7 @@ class SlabAllocator:
     def class_for(self, total_size: int) -> SlabClass:
         """The smallest class whose chunk holds ``total_size`` bytes (asserts it fits)."""
         assert total_size <= self.page_size, "caller checks the item size limit"
-        lo, hi = 0, len(self._sizes) - 1
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if self._sizes[mid] >= total_size:
-                hi = mid
-            else:
-                lo = mid + 1
-        return self.classes[lo]
+        return self.classes[bisect.bisect_left(self._sizes, total_size)]
 
     def try_alloc(self, cls: SlabClass) -> bool:
         """Take a chunk of ``cls``, assigning it a fresh page if needed; False if the

@@ -220,13 +220,26 @@ class Store:
 
     def link(self, key: bytes, value: bytes, flags: int, exptime: float,
              now: float) -> Item:
-        """Store a new item for ``key`` (replacing any), with a fresh CAS. Raises
-        ``ItemTooLarge`` / ``OutOfMemory``."""
+        """Store a new item for ``key`` (replacing any), with a fresh CAS, at the head of
+        its LRU. Raises ``ItemTooLarge`` / ``OutOfMemory``. A replacement that fits the
+        old item's slab class reuses its chunk (and its ``Item`` object: callers must not
+        read the old item after this call)."""
         size = item_total_size(len(key), len(value))
         if size > self.item_size_max:
             raise ItemTooLarge(key)
         cls = self.slabs.class_for(size)
         old = self._items.get(key)
+        if old is not None and old.cls is cls:
+            self._bytes += size - item_total_size(len(key), len(old.value))
+            old.value = value
+            old.flags = flags
+            old.exptime = exptime
+            old.cas = self.next_cas()
+            old.atime = old.stored = now
+            old.fetched = old.token_sent = old.stale = old.vivified = False
+            self._lru[cls.index].move_to_end(key)
+            self.stats.total_items += 1
+            return old
         if old is not None:
             self._unlink(old)
         if not self._alloc(cls, now):
