@@ -49,6 +49,8 @@ def _run(args: argparse.Namespace) -> int:
     async def go() -> str:
         async with ZkClient(endpoints) as zk:
             op, path = args.zk_op, args.path
+            if op in ("ls", "get", "stat"):
+                await zk.sync(path)  # a shell user expects to see what they just wrote
             if op == "ls":
                 kids, _ = await zk.children(path)
                 return "[" + ", ".join(kids) + "]"

@@ -101,9 +101,10 @@ class ZkClient:
 
     @asynccontextmanager
     async def _run(self) -> AsyncIterator[None]:
+        first = await self._handshake()  # errors here raise plainly, not in a group
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
-            await self._connect()
+            self._attach(*first)
             nursery.start_soon(self._pinger)
             try:
                 yield
@@ -119,6 +120,15 @@ class ZkClient:
     # -- connection -------------------------------------------------------------------
 
     async def _connect(self) -> None:
+        self._attach(*await self._handshake())
+
+    def _attach(self, stream: trio.SocketStream, reader: FrameReader, early: list[bytes]) -> None:
+        self._stream = stream
+        assert self._nursery is not None
+        self._nursery.start_soon(self._reader, stream, reader, early)
+        self._connected.set()
+
+    async def _handshake(self) -> tuple[trio.SocketStream, FrameReader, list[bytes]]:
         last_exc: Exception | None = None
         for _ in range(len(self.hosts) * 3):
             host, port = parse_address(self.hosts[next(self._hosts)])
@@ -148,11 +158,7 @@ class ZkClient:
                 await stream.aclose()
                 raise SessionExpired()
             self.session_id, self.passwd, self.negotiated_ms = sid, passwd, timeout
-            self._stream = stream
-            assert self._nursery is not None
-            self._nursery.start_soon(self._reader, stream, reader, frames[1:])
-            self._connected.set()
-            return
+            return stream, reader, frames[1:]
         raise ConnectionLoss(f"cannot connect to any of {self.hosts}: {last_exc}")
 
     async def _reader(self, stream: trio.SocketStream, reader: FrameReader,

@@ -69,10 +69,11 @@ def _demo(args: Any) -> int:
     return run_demo(args)
 
 
-def _coordination(hosts: str | list[str], **kwargs: Any) -> Any:
-    from giants.zookeeper.coordination import Coordination
+def _coordination(endpoints: str | list[str], **options: Any) -> Any:
+    """``factory(endpoints, **options)`` -> ``async with`` -> ``Coordination``."""
+    from giants.zookeeper.coordination import connect
 
-    return Coordination(hosts, **kwargs)
+    return connect(endpoints, **options)
 
 
 @hookimpl
