@@ -82,8 +82,8 @@ def snapshot(node: Node) -> dict[str, Any]:
 
 def prepared_shard() -> Node:
     s = shard()
-    assert isinstance(bodies(s.deliver(TxnWrite("t1", 1.0, "k", 5, False)))[0], WriteAck)
-    votes = bodies(s.deliver(Prepare("t1", ["coord-0"], ["shard-0", "shard-1"]), "coord-0"))
+    assert isinstance(bodies(s.deliver(TxnWrite("t1", 1.0, "k", 5, False, 1)))[0], WriteAck)
+    votes = bodies(s.deliver(Prepare("t1", ["coord-0"], ["shard-0", "shard-1"], 1), "coord-0"))
     assert votes == [Vote("t1", "shard-0", VOTE_YES, "prepared")]
     return s
 
@@ -99,8 +99,8 @@ def test_commit_decision_for_unknown_transaction_is_refused() -> None:
 
 def test_commit_of_transaction_no_shard_saw_aborts_cleanly() -> None:
     c = coordinator()
-    sends = c.deliver(CommitTxn("ghost", ["shard-0"]))
-    assert bodies(sends) == [Prepare("ghost", ["coord-0"], ["shard-0"])]
+    sends = c.deliver(CommitTxn("ghost", ["shard-0"], [1]))
+    assert bodies(sends) == [Prepare("ghost", ["coord-0"], ["shard-0"], 1)]
     s = shard()
     vote = bodies(s.deliver(sends[0].body, "coord-0"))
     assert vote[0].vote == VOTE_NO
@@ -111,8 +111,9 @@ def test_commit_of_transaction_no_shard_saw_aborts_cleanly() -> None:
 
 def test_malformed_commits_are_rejected_without_state() -> None:
     c = coordinator()
-    for bad in (CommitTxn("t", []), CommitTxn("t", ["shard-0", "shard-0"]),
-                CommitTxn("t", ["shard-9"])):
+    for bad in (CommitTxn("t", [], []), CommitTxn("t", ["shard-0", "shard-0"], [1, 1]),
+                CommitTxn("t", ["shard-9"], [1]), CommitTxn("t", ["shard-0"], [0]),
+                CommitTxn("t", ["shard-0", "shard-1"], [1])):
         (reply,) = bodies(c.deliver(bad))
         assert isinstance(reply, ErrorReply) and isinstance(reply.exception(), Rejected)
     assert snapshot(c) == {} and c.core.status(0.0).txns == {}
@@ -120,14 +121,14 @@ def test_malformed_commits_are_rejected_without_state() -> None:
 
 def test_duplicate_prepare_and_decision_are_idempotent() -> None:
     s = prepared_shard()
-    again = bodies(s.deliver(Prepare("t1", ["coord-0"], ["shard-0", "shard-1"]), "coord-0"))
+    again = bodies(s.deliver(Prepare("t1", ["coord-0"], ["shard-0", "shard-1"], 1), "coord-0"))
     assert again == [Vote("t1", "shard-0", VOTE_YES, "duplicate prepare")]
     assert bodies(s.deliver(Decision("t1", True), "coord-0")) == [Ack("t1", "shard-0")]
     after = snapshot(s)
     assert after["kv"] == {"k": 5}
     assert bodies(s.deliver(Decision("t1", True), "coord-0")) == [Ack("t1", "shard-0")]
     assert snapshot(s) == after
-    late = bodies(s.deliver(Prepare("t1", ["coord-0"], ["shard-0", "shard-1"]), "coord-0"))
+    late = bodies(s.deliver(Prepare("t1", ["coord-0"], ["shard-0", "shard-1"], 1), "coord-0"))
     assert late[0].vote == VOTE_YES                                 # a late duplicate
 
 
@@ -141,7 +142,7 @@ def test_contradicting_decision_is_refused() -> None:
 
 def test_commit_before_prepare_is_refused() -> None:
     s = shard()
-    s.deliver(TxnWrite("t1", 1.0, "k", 5, False))
+    s.deliver(TxnWrite("t1", 1.0, "k", 5, False, 1))
     before = snapshot(s)
     assert s.deliver(Decision("t1", True), "coord-0") == []
     assert snapshot(s) == before and s.core.status(0.0).txns["t1"]["state"] == "active"
@@ -149,7 +150,7 @@ def test_commit_before_prepare_is_refused() -> None:
 
 def test_stray_votes_and_acks_change_nothing() -> None:
     c = coordinator()
-    c.deliver(CommitTxn("t1", ["shard-0"]))
+    c.deliver(CommitTxn("t1", ["shard-0"], [1]))
     assert c.deliver(Vote("t1", "shard-1", VOTE_YES, ""), "shard-1") == []   # not a participant
     assert c.deliver(Vote("zz", "shard-0", VOTE_YES, ""), "shard-0") == []
     assert c.deliver(Ack("t1", "shard-0"), "shard-0") == []
@@ -159,22 +160,22 @@ def test_stray_votes_and_acks_change_nothing() -> None:
 
 def test_lock_request_from_aborted_transaction_is_rejected() -> None:
     s = shard()
-    s.deliver(TxnWrite("t1", 1.0, "k", 5, False))
+    s.deliver(TxnWrite("t1", 1.0, "k", 5, False, 1))
     s.deliver(Decision("t1", False), "coord-0")                    # the coordinator aborted it
     before = snapshot(s)
-    for body in (TxnRead("t1", 1.0, "k"), TxnWrite("t1", 1.0, "j", 1, False)):
+    for body in (TxnRead("t1", 1.0, "k", 2), TxnWrite("t1", 1.0, "j", 1, False, 3)):
         (reply,) = bodies(s.deliver(body))
         assert isinstance(reply, ErrorReply) and isinstance(reply.exception(), TxnAborted)
     assert snapshot(s) == before and s.core.locks.resources() == []
     # another transaction is unaffected
-    (ok,) = bodies(s.deliver(TxnRead("t2", 2.0, "k")))
+    (ok,) = bodies(s.deliver(TxnRead("t2", 2.0, "k", 1)))
     assert ok == ReadResult("t2", "k", False, None)
 
 
 def test_malformed_operations_are_rejected() -> None:
     s = shard()
-    for body in (TxnRead("t", 1.0, ""), TxnWrite("t", 1.0, "k" * 5000, 1, False),
-                 TxnWrite("t", 1.0, "k", "v" * (2 * 1024 * 1024), False)):
+    for body in (TxnRead("t", 1.0, "", 1), TxnWrite("t", 1.0, "k" * 5000, 1, False, 1),
+                 TxnWrite("t", 1.0, "k", "v" * (2 * 1024 * 1024), False, 1)):
         (reply,) = bodies(s.deliver(body))
         assert isinstance(reply, ErrorReply) and isinstance(reply.exception(), Rejected)
     (reply,) = bodies(s.deliver(QueryOutcome("t", "x")))        # a coordinator's message
@@ -187,7 +188,7 @@ def test_prepared_state_and_outcome_survive_restart() -> None:
     s.restart()
     assert s.core.prepared() == ["t1"]
     assert s.core.locks.held("t1")                                  # the X lock is back
-    assert s.deliver(TxnRead("t2", 2.0, "k")) == []                 # t2 must wait ...
+    assert s.deliver(TxnRead("t2", 2.0, "k", 1)) == []                 # t2 must wait ...
     after = bodies(s.deliver(Decision("t1", True), "coord-0"))
     assert after == [Ack("t1", "shard-0"), ReadResult("t2", "k", True, 5)]   # ... for t1
     s.restart()
@@ -202,3 +203,24 @@ def test_peer_query_answers() -> None:
         PeerState("zz", "shard-0", "unknown")]
     status = bodies(s.deliver(StatusQuery()))[0]
     assert status.txns["t1"]["state"] == "prepared"
+
+
+def test_lost_operations_are_detected() -> None:
+    """A shard that restarted lost a transaction's unprepared operations: the next
+    operation (its seq leaves a gap) and the PREPARE (fewer operations than the client
+    ran) both abort it instead of committing half of it."""
+    s = shard()
+    s.deliver(TxnWrite("t1", 1.0, "k", 5, False, 1))
+    s.restart()                                              # the buffered write is gone
+    (reply,) = bodies(s.deliver(TxnRead("t1", 1.0, "j", 2)))
+    assert isinstance(reply, ErrorReply) and isinstance(reply.exception(), TxnAborted)
+    s2 = shard()
+    s2.deliver(TxnWrite("t2", 1.0, "k", 5, False, 1))
+    s2.restart()
+    (vote,) = bodies(s2.deliver(Prepare("t2", ["coord-0"], ["shard-0"], 1), "coord-0"))
+    assert vote.vote == VOTE_NO
+    s3 = shard()
+    s3.deliver(TxnWrite("t3", 1.0, "k", 5, False, 1))
+    assert s3.deliver(TxnWrite("t3", 1.0, "k", 5, False, 1)) == []    # a duplicate: ignored
+    (vote,) = bodies(s3.deliver(Prepare("t3", ["coord-0"], ["shard-0"], 1), "coord-0"))
+    assert vote.vote == VOTE_YES

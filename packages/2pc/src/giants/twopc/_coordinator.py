@@ -82,6 +82,7 @@ class CoordinatorOptions:
 class _Round:
     txn: str
     participants: list[str]
+    ops: dict[str, int]
     started: float
     last_sent: float
     votes: dict[str, str] = field(default_factory=dict)
@@ -164,7 +165,7 @@ class CoordinatorBase:
                 r.last_sent = now
                 for p in r.participants:
                     if p not in r.votes:
-                        io.send(p, Prepare(r.txn, self.coordinators, r.participants))
+                        io.send(p, Prepare(r.txn, self.coordinators, r.participants, r.ops[p]))
         for d in self._sending.values():
             if now - d.last_sent >= opts.retry_s:
                 d.last_sent = now
@@ -176,7 +177,7 @@ class CoordinatorBase:
 
     def _on_commit(self, io: Io, env: Envelope, c: CommitTxn) -> None:
         try:
-            self._check_participants(c.participants)
+            self._check_participants(c.participants, c.ops)
         except DefiniteError as exc:
             io.reply(env, ErrorReply.definite(exc))
             return
@@ -187,7 +188,7 @@ class CoordinatorBase:
             return
         r = self._rounds.get(c.txn)
         if r is not None:
-            if sorted(r.participants) != sorted(c.participants):
+            if r.ops != dict(zip(c.participants, c.ops, strict=True)):
                 io.reply(env, ErrorReply.definite(Rejected(
                     f"{c.txn} is being committed with a different participant list")))
                 return
@@ -198,15 +199,18 @@ class CoordinatorBase:
         if len(self._rounds) >= MAX_ROUNDS:
             io.reply(env, ErrorReply.definite(Unavailable("too many commits in flight")))
             return
-        r = _Round(c.txn, list(c.participants), io.now, io.now, clients=[env])
+        r = _Round(c.txn, list(c.participants), dict(zip(c.participants, c.ops, strict=True)),
+                   io.now, io.now, clients=[env])
         self._rounds[c.txn] = r
         io.trace("prepare_sent", txn=c.txn, participants=r.participants)
         for p in r.participants:
-            io.send(p, Prepare(c.txn, self.coordinators, r.participants))
+            io.send(p, Prepare(c.txn, self.coordinators, r.participants, r.ops[p]))
 
-    def _check_participants(self, participants: list[str]) -> None:
+    def _check_participants(self, participants: list[str], ops: list[int]) -> None:
         if not participants or len(participants) > MAX_PARTICIPANTS:
             raise Rejected(f"a transaction has 1..{MAX_PARTICIPANTS} participants")
+        if len(ops) != len(participants) or any(n < 1 for n in ops):
+            raise Rejected("ops must give each participant's operation count (>= 1)")
         if len(set(participants)) != len(participants):
             raise Rejected("duplicate participants")
         if self.shards is not None:

@@ -40,11 +40,14 @@ VOTE_READ_ONLY = "read-only"
 @dataclass(frozen=True, slots=True)
 class TxnRead:
     """Read ``key`` under a shared lock. ``ts`` is the transaction's timestamp (its age
-    for wait-die / wound-wait; kept across retries of the same transaction)."""
+    for wait-die / wound-wait; kept across retries of the same transaction). ``seq``
+    numbers the transaction's operations at this shard from 1: a duplicate is ignored,
+    and a shard that lost earlier operations in a crash notices the gap and aborts."""
 
     txn: str
     ts: float
     key: str
+    seq: int
 
 
 @message("2pc.read_result")
@@ -67,6 +70,7 @@ class TxnWrite:
     key: str
     value: Any
     delete: bool
+    seq: int
 
 
 @message("2pc.write_ack")
@@ -95,11 +99,14 @@ class RollbackAck:
 @message("2pc.commit")
 @dataclass(frozen=True, slots=True)
 class CommitTxn:
-    """Commit ``txn``, which touched the shards named in ``participants``. Retrying with
-    the same ``txn`` is safe: the coordinator answers a decided transaction from its log."""
+    """Commit ``txn``, which touched the shards named in ``participants``, running
+    ``ops[i]`` operations at ``participants[i]`` (a shard that executed fewer lost them
+    in a crash and votes NO). Retrying with the same ``txn`` is safe: the coordinator
+    answers a decided transaction from its log."""
 
     txn: str
     participants: list[str]
+    ops: list[int]
 
 
 @message("2pc.outcome")
@@ -121,6 +128,7 @@ class Prepare:
     txn: str
     coordinators: list[str]
     participants: list[str]
+    ops: int           # operations the client ran at this participant
 
 
 @message("2pc.vote")

@@ -109,6 +109,7 @@ class _Txn:
     ts: float
     state: str = "active"                      # active | prepared
     writes: dict[str, tuple[Any, bool]] = field(default_factory=dict)
+    seq: int = 0                               # the last operation accepted
     pending: Envelope | None = None
     last_active: float = 0.0
     coordinators: list[str] = field(default_factory=list)
@@ -225,6 +226,10 @@ class Participant:
 
     def _on_op(self, io: Io, env: Envelope) -> None:
         body = env.body
+        known = self._txns.get(body.txn)
+        if known is not None and body.seq <= known.seq:
+            io.probe("2pc.duplicate_op_ignored")        # a retransmitted or duplicated op
+            return
         try:
             t = self._txn_for_op(io, body)
             mode = LockMode.S if isinstance(body, TxnRead) else LockMode.X
@@ -265,6 +270,11 @@ class Participant:
             raise Rejected(f"{body.txn} is prepared: no further operations")
         if t.pending is not None:
             raise Rejected(f"{body.txn} already has an operation in flight")
+        if body.seq != t.seq + 1:
+            io.probe("2pc.lost_operations")
+            raise TxnAborted(f"{body.txn}: operation {body.seq} arrived after {t.seq}: "
+                             "earlier operations were lost (a restart?)")
+        t.seq = body.seq
         return t
 
     def _complete(self, io: Io, env: Envelope, t: _Txn) -> None:
@@ -342,6 +352,10 @@ class Participant:
         if t.pending is not None or io.buggify("2pc.participant.vote_no"):
             self._abort_active(io, p.txn, "cannot prepare")
             return VOTE_NO, "an operation was still in flight"
+        if t.seq != p.ops:
+            io.probe("2pc.lost_operations")
+            self._abort_active(io, p.txn, "operations lost")
+            return VOTE_NO, f"ran {t.seq} of its {p.ops} operations here (lost in a restart)"
         if not t.writes:
             del self._txns[p.txn]
             self.locks.release_all(p.txn)

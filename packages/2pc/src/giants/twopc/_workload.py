@@ -46,6 +46,7 @@ class TxnRecord:
     writes: dict[str, Any] = field(default_factory=dict)    # key -> last value written
     status: str = "pending"                                  # committed | aborted | unknown
     participants: list[str] = field(default_factory=list)
+    seqs: dict[str, int] = field(default_factory=dict)       # shard -> operations sent
     started: float = 0.0
     finished: float | None = None
     reason: str = ""
@@ -170,19 +171,22 @@ class TxnWorkloadClient:
         shard = shard_for(key, self.shards)
         if shard not in rec.participants:
             rec.participants.append(shard)
+        seq = rec.seqs[shard] = rec.seqs.get(shard, 0) + 1
         if kind == "r":
-            body: Any = TxnRead(rec.txn, rec.ts, key)
+            body: Any = TxnRead(rec.txn, rec.ts, key, seq)
         else:
             value = f"{rec.txn}:{key}:{self._step}"
             rec.writes[key] = value
-            body = TxnWrite(rec.txn, rec.ts, key, value, False)
+            body = TxnWrite(rec.txn, rec.ts, key, value, False, seq)
         self._request(io, shard, body, self.spec.op_timeout_s)
 
     def _send_commit(self, io: Io) -> None:
         rec = self._rec
         assert rec is not None
         self._request(io, self.coordinators[self._coord],
-                      CommitTxn(rec.txn, list(rec.participants)), self.spec.commit_retry_s)
+                      CommitTxn(rec.txn, list(rec.participants),
+                                [rec.seqs[p] for p in rec.participants]),
+                      self.spec.commit_retry_s)
 
     def _request(self, io: Io, target: str, body: Any, timeout_s: float) -> None:
         self._waiting = io.send(target, body)

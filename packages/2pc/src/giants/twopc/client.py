@@ -69,29 +69,32 @@ class Transaction:
         self.txn = txn
         self.ts = ts
         self.participants: list[str] = []
+        self.seqs: dict[str, int] = {}          # shard -> operations run there
         self.finished = False
 
     async def get(self, key: str) -> Any:
         """The value (None if absent), read under a shared lock held to the end."""
-        reply = await self._op(key, TxnRead(self.txn, self.ts, key))
+        reply = await self._op(key, lambda seq: TxnRead(self.txn, self.ts, key, seq))
         assert isinstance(reply, ReadResult)
         return reply.value if reply.found else None
 
     async def put(self, key: str, value: Any) -> None:
-        await self._op(key, TxnWrite(self.txn, self.ts, key, value, False))
+        await self._op(key, lambda seq: TxnWrite(self.txn, self.ts, key, value, False, seq))
 
     async def delete(self, key: str) -> None:
-        await self._op(key, TxnWrite(self.txn, self.ts, key, None, True))
+        await self._op(key, lambda seq: TxnWrite(self.txn, self.ts, key, None, True, seq))
 
-    async def _op(self, key: str, body: Any) -> Any:
+    async def _op(self, key: str, make: Callable[[int], Any]) -> Any:
         if self.finished:
             raise LocalProtocolError(f"{self.txn} already finished")
         shard = shard_for(key, self.client.shard_ids)
         if shard not in self.participants:
             self.participants.append(shard)
         address = self.client.address_of[shard]
+        seq = self.seqs.get(shard, 0) + 1
+        self.seqs[shard] = seq
         try:
-            return await self.client.rpc.request(address, body,
+            return await self.client.rpc.request(address, make(seq),
                                                  timeout=self.client.op_timeout_s)
         except TxnAborted:
             await self.rollback()
@@ -108,7 +111,8 @@ class Transaction:
         if not self.participants:
             return
         client = self.client
-        body = CommitTxn(self.txn, list(self.participants))
+        body = CommitTxn(self.txn, list(self.participants),
+                         [self.seqs[p] for p in self.participants])
         order = list(client.coordinators)
         with trio.move_on_after(client.commit_timeout_s):
             i = 0
