@@ -3,14 +3,13 @@ with the trio client, against the real ensemble; and the ``giants zookeeper`` sh
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import uuid
 from typing import Any
 
 import pytest
 import trio
 
+from giants.core.cli import main as cli_main
 from giants.core.launcher import LocalCluster
 from giants.core.plugins import load_registry
 from giants.zookeeper._jute import Err
@@ -70,16 +69,13 @@ async def test_client_reports_expired_session(ensemble: LocalCluster) -> None:
             pass
 
 
-def test_giants_zookeeper_shell(ensemble: LocalCluster) -> None:
+def test_giants_zookeeper_shell(ensemble: LocalCluster, capsys: Any) -> None:
     eps = ",".join(ensemble.endpoints["server"])
     path = f"/shell-{uuid.uuid4().hex[:8]}"
 
     def giants(*args: str) -> str:
-        out = subprocess.run([sys.executable, "-m", "giants.core.cli", "zookeeper",
-                              "--endpoints", eps, *args], capture_output=True, text=True,
-                             timeout=60)
-        assert out.returncode == 0, out.stdout + out.stderr
-        return out.stdout
+        assert cli_main(["zookeeper", "--endpoints", eps, *args]) == 0
+        return str(capsys.readouterr().out)
 
     assert f"Created {path}" in giants("create", path, "hello")
     assert giants("get", path).strip() == "hello"
