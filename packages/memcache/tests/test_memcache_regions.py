@@ -47,17 +47,25 @@ def test_remote_markers_give_read_your_writes_in_the_replica_region(tmp_path) ->
     with cluster:
         ep = {name: str(c.instance.endpoint) for name, c in cluster.children.items()}
 
-        async def scenario() -> None:
-            async with tcp.Client("t-regions") as net:
+        async def write_while_replica_lags() -> int:
+            async with tcp.Client("t-regions-1") as net:
+                master, replica = DbClient(net, ep["db"]), DbClient(net, ep["db-replica"])
+                remote = LookasideClient(MemcacheClient(ep["r1-router"]), replica,
+                                         master=master, markers=True)
+                version = await remote.write("u:1", "from-replica-region")
+                marker = await MemcacheClient(ep["r1-router"]).get(b"rm:u:1")
+                assert marker is not None
+                first = await remote.read("u:1")       # the replica has not got it yet
+                assert (first.version, first.value, first.source) == (
+                    version, "from-replica-region", "master")
+                return version
+
+        async def after_replication(version: int) -> None:
+            async with tcp.Client("t-regions-2") as net:
                 master, replica = DbClient(net, ep["db"]), DbClient(net, ep["db-replica"])
                 remote = LookasideClient(MemcacheClient(ep["r1-router"]), replica,
                                          master=master, markers=True)
                 local = LookasideClient(MemcacheClient(ep["c1-router"]), master)
-                version = await remote.write("u:1", "from-replica-region")
-                marker = await MemcacheClient(ep["r1-router"]).get(b"rm:u:1")
-                assert marker is not None
-                first = await remote.read("u:1")
-                assert (first.version, first.source) == (version, "master")
                 seq = (await master.log_after(0, 512)).entries[-1][0]
                 await _wait_position(ep["r1-router"], seq)
                 assert await MemcacheClient(ep["r1-router"]).get(b"rm:u:1") is None
@@ -72,7 +80,10 @@ def test_remote_markers_give_read_your_writes_in_the_replica_region(tmp_path) ->
                 assert cached is None or cached == encode_value(v2, "from-master-region")
                 assert (await remote.read("u:1")).value == "from-master-region"
 
-        trio.run(scenario)
+        cluster.kill("db-replica")                 # replication stalls: the replica lags
+        version = trio.run(write_while_replica_lags)
+        cluster.restart("db-replica")              # it catches up from the master's log
+        trio.run(after_replication, version)
 
 
 class _NoDatabase:

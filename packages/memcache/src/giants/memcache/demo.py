@@ -135,7 +135,11 @@ def run_sim_command(args: Any) -> int:
     os.makedirs(trace_dir, exist_ok=True)
     path = os.path.join(trace_dir, f"memcache-seed{seed}.trace.jsonl")
     trace = TraceWriter()
-    res = run_memcache_sim(seed, ops=ops, nemesis=nemesis, trace=trace)
+    try:
+        res = run_memcache_sim(seed, ops=ops, nemesis=nemesis, trace=trace)
+    except ValueError as exc:
+        print(f"error: {exc}")
+        return 2
     trace.save(path)
     verdict = "PASS" if res.ok else "FAIL"
     print(f"{verdict}  memcache seed={seed} nemesis={nemesis}: {res.reads} reads "
