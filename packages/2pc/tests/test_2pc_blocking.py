@@ -83,8 +83,9 @@ def test_a_peer_that_never_voted_aborts_for_a_blocked_one() -> None:
     assert sim.durable("shard-0").get("2pc.done", TXN)[0] is False
 
 
-def test_replicated_coordinator_leader_crash_does_not_block(fault_tolerant_consensus) -> None:
-    name, factory = fault_tolerant_consensus
+def test_replicated_coordinator_leader_crash_does_not_block(each_fault_tolerant_consensus
+                                                            ) -> None:
+    name, factory = each_fault_tolerant_consensus
     # the same window as the first test: the leader dies right after its COMMIT is chosen
     plan = CrashPlan("coord-*", "decided", variant="after_persist", down_s=None)
     cluster = scenario(plan, consensus=factory)

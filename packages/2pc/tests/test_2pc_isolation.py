@@ -47,9 +47,10 @@ def test_nemesis_runs_are_atomic_durable_and_serializable(giants_seeds) -> None:
 
 
 @pytest.mark.sim
-def test_nemesis_runs_with_replicated_coordinator(giants_seeds, fault_tolerant_consensus) -> None:
-    _, factory = fault_tolerant_consensus
-    for seed in giants_seeds(8):
+def test_nemesis_runs_with_replicated_coordinator(giants_seeds,
+                                                 each_fault_tolerant_consensus) -> None:
+    _, factory = each_fault_tolerant_consensus
+    for seed in giants_seeds(6):
         _, verdict = run_nemesis(seed, txns=6, consensus=factory)
         assert verdict.ok, f"seed {seed}: {verdict}"
 
