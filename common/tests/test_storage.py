@@ -111,7 +111,7 @@ def test_pack_value_nests_registered_messages() -> None:
 
 ns_st = st.sampled_from(["a", "b"])
 key_st = st.one_of(st.integers(-3, 12), st.sampled_from(["k", "1", ""]))
-value_st = st.one_of(st.integers(), st.binary(max_size=8), st.text(max_size=5), st.none())
+value_st = st.one_of(st.integers(-(2**63), 2**64 - 1), st.binary(max_size=8), st.text(max_size=5), st.none())
 op_st = st.one_of(
     st.builds(Put, ns_st, key_st, value_st),
     st.builds(Delete, ns_st, key_st),
