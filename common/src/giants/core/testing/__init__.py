@@ -10,6 +10,8 @@ pytest plugin lives here and must load cheaply in every test run):
 * ``giants.core.testing.linearizability`` -- the Wing-Gong-Lowe linearizability checker.
 * ``giants.core.testing.serializability`` -- Adya dependency-graph (DSG) cycle checker.
 * ``giants.core.testing.atomicity``       -- all-or-nothing commit and lost-write checkers.
+* ``giants.core.testing.generators``      -- correct-by-construction stores that produce
+  histories (to validate checkers and for benchmarks).
 
 The common names are also available lazily from this package
 (``from giants.core.testing import History, check_linearizable``).
@@ -25,8 +27,11 @@ _LAZY = {
     "History": "history",
     "Event": "history",
     "Operation": "history",
+    "UNKNOWN": "models",
     "Register": "models",
     "KVMap": "models",
+    "SetModel": "models",
+    "Counter": "models",
     "check_linearizable": "linearizability",
     "check_kv_linearizable": "linearizability",
     "LinearizabilityResult": "linearizability",
@@ -35,9 +40,12 @@ _LAZY = {
     "SerializabilityResult": "serializability",
     "check_all_or_nothing": "atomicity",
     "check_no_lost_writes": "atomicity",
+    "check_acked_writes": "atomicity",
 }
 
 __all__ = [
+    "UNKNOWN",
+    "Counter",
     "Event",
     "History",
     "KVMap",
@@ -45,7 +53,9 @@ __all__ = [
     "Operation",
     "Register",
     "SerializabilityResult",
+    "SetModel",
     "Txn",
+    "check_acked_writes",
     "check_all_or_nothing",
     "check_kv_linearizable",
     "check_linearizable",

@@ -18,8 +18,9 @@ Every written value must be unique per key (so a read names its writer), and ``N
 stands for "absent", the initial version. The *version order* of each key -- which
 committed write followed which -- comes from the store (``version_order``: key -> the
 values in installation order, e.g. a shard's commit order). Without it only the order
-implied by the history is used (the initial version first; a transaction that read
-version v and then wrote v' puts v' after v), which finds fewer cycles.
+implied by the history is used (the initial version first, so a reader of it precedes
+every writer; a transaction that read version v and then wrote v' puts v' after v, so
+every reader of v precedes it), which finds fewer cycles.
 
 Also reported (Adya's phenomena that need no graph): **G1a** aborted read (a value only
 an aborted transaction wrote was read by a committed one), **G1b** intermediate read (a
@@ -192,29 +193,32 @@ def _read_anomalies(committed: list[Txn], writer: Mapping[tuple[Hashable, Any], 
 Graph = dict[Hashable, dict[Hashable, set[tuple[str, Hashable]]]]   # a -> b -> {(type, key)}
 
 
-def _next_versions(committed: list[Txn], version_order: Mapping[Any, Sequence[Any]] | None
-                   ) -> dict[tuple[Hashable, Any], Any]:
-    """(key, version) -> the version installed next; ``None`` is the initial version."""
-    nxt: dict[tuple[Hashable, Any], Any] = {}
+def _later_versions(committed: list[Txn], version_order: Mapping[Any, Sequence[Any]] | None
+                    ) -> dict[tuple[Hashable, Any], list[Any]]:
+    """(key, version) -> versions known to be installed after it (``None``: initial).
+
+    With a version order, that is the next version. Without one, it is every version
+    written by a transaction that read ``version`` and then wrote the key: whichever
+    came first, each of them is later (two of them is already a lost update).
+    """
+    later: dict[tuple[Hashable, Any], list[Any]] = {}
     if version_order is not None:
         for key, values in version_order.items():
             for a, b in itertools.pairwise([None, *values]):
-                nxt[(key, a)] = b
-        return nxt
+                later[(key, a)] = [b]
+        return later
     for t in committed:
-        seen: dict[Hashable, Any] = {}
-        for kind, key, value in t.ops:
-            if kind == "r" and key not in seen:
-                seen[key] = value
-            elif kind == "w" and key in seen and (key, seen[key]) not in nxt:
-                nxt[(key, seen[key])] = _final_writes(t)[key]
-    return nxt
+        final = _final_writes(t)
+        for key, value in _external_reads(t):
+            if key in final:
+                later.setdefault((key, value), []).append(final[key])
+    return later
 
 
 def _dsg(committed: list[Txn], writer: Mapping[tuple[Hashable, Any], Txn],
          version_order: Mapping[Any, Sequence[Any]] | None) -> Graph:
     members = {id(t) for t in committed}
-    nxt = _next_versions(committed, version_order)
+    later = _later_versions(committed, version_order)
     graph: Graph = {t.id: {} for t in committed}
 
     def edge(a: Txn | None, b: Txn | None, type_: str, key: Hashable) -> None:
@@ -222,17 +226,25 @@ def _dsg(committed: list[Txn], writer: Mapping[tuple[Hashable, Any], Txn],
             return
         graph[a.id].setdefault(b.id, set()).add((type_, key))
 
+    writers_of: dict[Hashable, list[Txn]] = {}
+    if version_order is None:
+        for t in committed:
+            for key in _final_writes(t):
+                writers_of.setdefault(key, []).append(t)
     for t in committed:
         for key, value in _external_reads(t):
             if value is not None:
                 edge(writer.get((key, value)), t, "wr", key)
-            later = nxt.get((key, value))
-            if later is not None:
-                edge(t, writer.get((key, later)), "rw", key)
+            elif version_order is None:
+                # The initial version precedes every written one, whatever their order.
+                for w in writers_of.get(key, ()):
+                    edge(t, w, "rw", key)
+                continue
+            for version in later.get((key, value), ()):
+                edge(t, writer.get((key, version)), "rw", key)
         for key, value in _final_writes(t).items():
-            later = nxt.get((key, value))
-            if later is not None:
-                edge(t, writer.get((key, later)), "ww", key)
+            for version in later.get((key, value), ()):
+                edge(t, writer.get((key, version)), "ww", key)
     return graph
 
 
