@@ -32,13 +32,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 from giants.core.envelope import Envelope, ErrorReply
 from giants.core.errors import DefiniteError, Rejected, Unavailable
 from giants.core.process import Durable, Io
 from giants.core.storage import ChecksumMismatch
+from giants.gfs._chunkserver_state import (
+    ChunkserverConfig,
+    CloneJob,
+    HeldLease,
+    PendingMutation,
+    SerialOrder,
+)
 from giants.gfs._chunkstore import ChunkStore, PushBuffer
 from giants.gfs._messages import (
     Append,
@@ -74,54 +80,6 @@ CLONE_SLICE_BYTES = 4 * 1024 * 1024
 MAX_HELD_APPLIES = 1024
 
 
-@dataclass(frozen=True)
-class ChunkserverConfig:
-    node_id: str
-    address: str
-    masters: tuple[str, ...] = ("master",)
-    chunk_size: int = 64 * 1024 * 1024
-    heartbeat_s: float = 1.0
-    mutation_timeout_s: float = 2.0   # a secondary must apply within this
-    clone_timeout_s: float = 60.0
-    scan_every_s: float = 30.0
-
-
-@dataclass
-class _Lease:
-    version: int
-    secondaries: list[str]
-    expiry: float
-    serial: int = 0
-    used: bool = False
-
-
-@dataclass
-class _Pending:
-    client: Envelope
-    offset: int
-    chunk_full: bool
-    waiting: set[str]
-    deadline: float
-
-
-@dataclass
-class _Order:
-    """A secondary's position in the primary's serial order for one chunk version."""
-
-    version: int
-    next_serial: int = 1
-    held: dict[int, Envelope] = field(default_factory=dict)
-    stalled_since: float | None = None
-
-
-@dataclass
-class _CloneJob:
-    version: int
-    source: str
-    deadline: float
-    offset: int = 0
-
-
 class ChunkserverCore:
     def __init__(self, config: ChunkserverConfig, durable: Durable, store: ChunkStore,
                  buffer: PushBuffer) -> None:
@@ -129,10 +87,10 @@ class ChunkserverCore:
         self.store = store
         self.buffer = buffer
         self.versions: dict[int, int] = {int(h): int(v) for h, v in durable.items(VERSIONS_NS)}
-        self.leases: dict[int, _Lease] = {}
-        self.pending: dict[tuple[int, int], _Pending] = {}
-        self.orders: dict[int, _Order] = {}
-        self.clones: dict[int, _CloneJob] = {}
+        self.leases: dict[int, HeldLease] = {}
+        self.pending: dict[tuple[int, int], PendingMutation] = {}
+        self.orders: dict[int, SerialOrder] = {}
+        self.clones: dict[int, CloneJob] = {}
         self.corrupt_found: list[int] = []
         self._msg_map: dict[int, Any] = {}  # msg id of a request we sent -> its context
         self._next_beat = 0.0
@@ -209,10 +167,10 @@ class ChunkserverCore:
         self.store.create(g.handle)
         self._set_version(io, g.handle, g.version)
         if g.primary == self.config.node_id:
-            self.leases[g.handle] = _Lease(g.version, list(g.secondaries), io.now + g.lease_s)
+            self.leases[g.handle] = HeldLease(g.version, list(g.secondaries), io.now + g.lease_s)
         else:
             self.leases.pop(g.handle, None)
-        self.orders[g.handle] = _Order(g.version)
+        self.orders[g.handle] = SerialOrder(g.version)
         io.reply(env, GrantAck(g.handle, g.version))
 
     def _on_revoke(self, io: Io, env: Envelope) -> None:
@@ -257,7 +215,7 @@ class ChunkserverCore:
     # -- mutations at the primary (§3.1, §3.3) ----------------------------------------
 
     def _primary_checks(self, io: Io, handle: int, version: int, data_id: str,
-                        length: int) -> tuple[_Lease, bytes]:
+                        length: int) -> tuple[HeldLease, bytes]:
         lease = self.leases.get(handle)
         if lease is None or lease.expiry <= io.now or lease.version != version:
             raise Unavailable(f"not the primary of chunk {handle} v{version}", reason="no_lease")
@@ -287,7 +245,7 @@ class ChunkserverCore:
         else:
             self._mutate(io, env, lease, a.handle, a.data_id, data, end, False)
 
-    def _mutate(self, io: Io, env: Envelope, lease: _Lease, handle: int, data_id: str,
+    def _mutate(self, io: Io, env: Envelope, lease: HeldLease, handle: int, data_id: str,
                 data: bytes, offset: int, pad: bool) -> None:
         """Apply locally, assign the serial number, forward to the secondaries."""
         if not self._apply_local(io, handle, data_id, data, offset, pad):
@@ -303,7 +261,7 @@ class ChunkserverCore:
         if not lease.secondaries:
             io.reply(env, Mutated(reply_offset, pad))
             return
-        self.pending[(handle, serial)] = _Pending(env, reply_offset, pad, set(lease.secondaries),
+        self.pending[(handle, serial)] = PendingMutation(env, reply_offset, pad, set(lease.secondaries),
                                                   io.now + self.config.mutation_timeout_s)
 
     def _apply_local(self, io: Io, handle: int, data_id: str, data: bytes, offset: int,
@@ -354,7 +312,7 @@ class ChunkserverCore:
                               reason="stale")
         order = self.orders.get(a.handle)
         if order is None or order.version != a.version:
-            order = self.orders[a.handle] = _Order(a.version)
+            order = self.orders[a.handle] = SerialOrder(a.version)
         if a.serial < order.next_serial:
             io.reply(env, Applied(a.handle, a.serial))  # a duplicate delivery
             return
@@ -365,7 +323,7 @@ class ChunkserverCore:
             order.stalled_since = io.now
         self._drain_order(io, a.handle, order)
 
-    def _drain_order(self, io: Io, handle: int, order: _Order) -> None:
+    def _drain_order(self, io: Io, handle: int, order: SerialOrder) -> None:
         while order.next_serial in order.held:
             env = order.held.pop(order.next_serial)
             order.next_serial += 1
@@ -415,11 +373,11 @@ class ChunkserverCore:
         self.store.remove(c.handle)
         self._forget(io, c.handle)
         self.store.create(c.handle)
-        job = self.clones[c.handle] = _CloneJob(c.version, c.source,
+        job = self.clones[c.handle] = CloneJob(c.version, c.source,
                                                 io.now + self.config.clone_timeout_s)
         self._fetch_next(io, c.handle, job)
 
-    def _fetch_next(self, io: Io, handle: int, job: _CloneJob) -> None:
+    def _fetch_next(self, io: Io, handle: int, job: CloneJob) -> None:
         msg_id = io.send(job.source, Fetch(handle, job.version, job.offset, CLONE_SLICE_BYTES))
         self._msg_map[msg_id] = ("fetch", handle, io.now)
 

@@ -77,6 +77,7 @@ async def real_kill_scenario(cluster: LocalCluster, data_dir: Path, size: int,
                              say: Callable[[str], None] = print) -> dict[str, Any]:
     """Write ``size`` bytes, SIGKILL a chunkserver mid-write, check recovery, corrupt a
     block, check reads. Raises ``AssertionError`` if a guarantee fails."""
+    from giants.gfs.cli import format_fsck
     from giants.gfs.client import GFSClient
 
     eps = cluster.endpoints
@@ -109,7 +110,8 @@ async def real_kill_scenario(cluster: LocalCluster, data_dir: Path, size: int,
         report = await _wait_for(healthy, 60.0, "re-replication to the goal")
         out["fsck"] = report
         say(f"re-replicated: {report.chunks} chunks all at {report.goal} replicas on "
-            f"{sorted(report.chunkservers)}; fsck clean")
+            f"{sorted(report.chunkservers)}; fsck:")
+        say("  " + format_fsck(report).replace("\n", "\n  "))
         got = await fs.read("/demo/big", 0, size)
         assert got == data, "read-back differs from what was written"
         say("read back all bytes: identical")
