@@ -5,7 +5,6 @@ one; SIGKILL every server -- a restart recovers the tree and the session table."
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any

@@ -12,6 +12,7 @@ from kazoo.client import KazooClient
 from kazoo.exceptions import (
     BadVersionError,
     NoAuthError,
+    NoChildrenForEphemeralsError,
     NodeExistsError,
     NoNodeError,
     NotEmptyError,
@@ -69,7 +70,7 @@ def test_ephemeral_and_sequential(zk: Any, chroot_hosts: str) -> None:
         other.create("/eph", b"x", ephemeral=True)
         zk.sync("/")  # reads are served locally and may lag: sync makes the next one current
         assert zk.exists("/eph").ephemeralOwner == other.client_id[0]
-        with pytest.raises(Exception):  # NoChildrenForEphemeralsError
+        with pytest.raises(NoChildrenForEphemeralsError):
             other.create("/eph/child")
         seqs = [zk.create("/seq/n-", b"", sequence=True, makepath=True) for _ in range(3)]
         assert seqs == [f"/seq/n-{i:010d}" for i in range(3)]

@@ -48,6 +48,12 @@ _REQ = struct.Struct(">ii")
 STAT = struct.Struct(">qqqqiiiqiiq")
 
 
+# ``Reader``/``Writer`` name their methods after jute's types (``int``, ``bool``), which
+# shadows the builtins inside those classes; annotations there use these aliases.
+_Int = int
+_Bool = bool
+
+
 class JuteError(RemoteProtocolError):
     """A malformed, truncated or oversized jute frame."""
 
@@ -177,11 +183,11 @@ class FrameReader:
 class Reader:
     """Reads jute primitives from one frame; every shortfall is a ``JuteError``."""
 
-    def __init__(self, data: bytes, pos: int = 0) -> None:
+    def __init__(self, data: bytes, pos: _Int = 0) -> None:
         self.data = data
         self.pos = pos
 
-    def _take(self, n: int) -> bytes:
+    def _take(self, n: _Int) -> bytes:
         end = self.pos + n
         if n < 0 or end > len(self.data):
             raise JuteError(f"truncated frame: want {n} bytes at {self.pos} of {len(self.data)}")
@@ -189,13 +195,13 @@ class Reader:
         self.pos = end
         return out
 
-    def int(self) -> int:
+    def int(self) -> _Int:
         return int(_I.unpack(self._take(4))[0])
 
-    def long(self) -> int:
+    def long(self) -> _Int:
         return int(_Q.unpack(self._take(8))[0])
 
-    def bool(self) -> bool:
+    def bool(self) -> _Bool:
         return self._take(1) != b"\x00"
 
     def buffer(self) -> bytes | None:
@@ -221,7 +227,7 @@ class Reader:
             raise JuteError("null path")
         return p
 
-    def count(self) -> int:
+    def count(self) -> _Int:
         n = self.int()
         if n == -1:
             return 0
@@ -249,15 +255,15 @@ class Writer:
     def __init__(self) -> None:
         self.parts: list[bytes] = []
 
-    def int(self, v: int) -> Writer:
+    def int(self, v: _Int) -> Writer:
         self.parts.append(_I.pack(v))
         return self
 
-    def long(self, v: int) -> Writer:
+    def long(self, v: _Int) -> Writer:
         self.parts.append(_Q.pack(v))
         return self
 
-    def bool(self, v: bool) -> Writer:
+    def bool(self, v: _Bool) -> Writer:
         self.parts.append(b"\x01" if v else b"\x00")
         return self
 

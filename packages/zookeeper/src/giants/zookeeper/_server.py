@@ -134,7 +134,7 @@ class Conn:
 
 
 def _pack(v: Any) -> bytes:
-    return msgpack.packb(v, use_bin_type=True)
+    return bytes(msgpack.packb(v, use_bin_type=True))
 
 
 def _unpack(b: bytes) -> Any:

@@ -103,7 +103,7 @@ class SimZkClient:
         self.n = 0
         self.tx_seq = 0
         self.rx_next = 1
-        self.rx_held = {}
+        self.rx_held: dict[int, ServerFrames] = {}
         self.last_recv = 0.0
         self.last_send = 0.0
         self.connect_at = 0.0
@@ -170,7 +170,7 @@ class SimZkClient:
         self.conn += 1
         self.tx_seq = 0
         self.rx_next = 1
-        self.rx_held: dict[int, ServerFrames] = {}
+        self.rx_held = {}
         self.state = "connecting"
         self.connect_at = io.now
         self.last_recv = io.now

@@ -342,7 +342,7 @@ class DataTree:
 
     def _create(self, sid: int, auth_ids: list[list[str]], op: int, body: list[Any],
                 zxid: int, now_ms: int, events: Events) -> str:
-        path, data, acl, flags = body[0], bytes(body[1]), body[2], int(body[3])
+        path, data, acl, flags = str(body[0]), bytes(body[1]), body[2], int(body[3])
         container = op == Op.CREATE_CONTAINER or flags == 4
         if flags not in (0, 1, 2, 3, 4) or (op == Op.CREATE_CONTAINER and flags != 4):
             raise ZkError(Err.BAD_ARGUMENTS)

@@ -245,7 +245,8 @@ class ZkClient:
             raise SessionExpired()
         if err != Err.OK:
             raise ZkError(err, body[0] if body and isinstance(body[0], str) else "")
-        return r  # type: ignore[no-any-return]
+        assert isinstance(r, Reader)
+        return r
 
     def _watch(self, kind: str, path: str) -> trio.Event:
         ev = trio.Event()
