@@ -20,8 +20,8 @@ seed reproduces a history exactly. Time is virtual.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Hashable
-from dataclasses import dataclass
+from collections.abc import Hashable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from giants.core.testing.history import History
@@ -37,10 +37,12 @@ class Rng(Protocol):
 
 @dataclass(frozen=True)
 class StoreRun:
-    """A simulated run: the history and every value some operation tried to write."""
+    """A simulated run: the history, every value some operation tried to write, and the
+    store's final state (key -> value)."""
 
     history: History
     written: frozenset[Any]
+    final: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -108,7 +110,7 @@ def simulate_kv_store(
                 process_of[data.process] = next_process
                 next_process += 1
             push(t + rng.uniform(0, max_latency_s), "invoke", data.process)
-    return StoreRun(h, frozenset(written))
+    return StoreRun(h, frozenset(written), dict(store))
 
 
 def _choose_op(rng: Rng, cas_rate: float, read_rate: float, fresh: int,
