@@ -98,7 +98,7 @@ def measure(kind: str, data_dir: str) -> tuple[dict[int, LoadResult], dict[int, 
     opts = UpOptions(3 if kind == "replicated" else None, 0, data_dir, extra=extra)
     latency: dict[int, LoadResult] = {}
     throughput: dict[int, LoadResult] = {}
-    with LocalCluster("2pc", opts, log=open(os.devnull, "w")) as cluster:
+    with LocalCluster("2pc", opts, log=open(os.devnull, "w"), ready_timeout_s=120.0) as cluster:
         eps = cluster.endpoints
         coords, shards = eps["coordinator"], eps["participant"]
         rtt = trio.run(_rtt_ms, coords[0])

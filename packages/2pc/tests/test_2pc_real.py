@@ -33,7 +33,7 @@ def _key_on(shard: str, shards: list[str], prefix: str) -> str:
     return next(f"{prefix}{i}" for i in range(1000) if shard_for(f"{prefix}{i}", shards) == shard)
 
 
-async def _poll(what: str, fn: Any, deadline_s: float = 20.0) -> Any:
+async def _poll(what: str, fn: Any, deadline_s: float = 60.0) -> Any:
     with trio.move_on_after(deadline_s):
         while True:
             try:
@@ -59,7 +59,7 @@ async def test_kill_participant_mid_commit_same_outcome_everywhere(tmp_path: Pat
     opts = UpOptions(None, 0, str(tmp_path / "data"), extra={"shards": 3})
     shards = shard_names(3)
     k1, k2 = _key_on("shard-1", shards, "x"), _key_on("shard-2", shards, "y")
-    with LocalCluster("2pc", opts, log=open(os.devnull, "w")) as cluster:
+    with LocalCluster("2pc", opts, log=open(os.devnull, "w"), ready_timeout_s=120.0) as cluster:
         eps = cluster.endpoints
         coords, shard_eps = eps["coordinator"], eps["participant"]
         pids = cluster.pids

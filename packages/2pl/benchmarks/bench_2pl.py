@@ -53,7 +53,7 @@ def _private(rng: random.Random, client: int) -> list[str]:
 def measure(policy: str, data_dir: str, ceiling: bool) -> dict[str, LoadResult]:
     opts = UpOptions(None, 0, data_dir, extra={"shards": 3, "deadlock": policy})
     out: dict[str, LoadResult] = {}
-    with LocalCluster("2pc", opts, log=open(os.devnull, "w")) as cluster:
+    with LocalCluster("2pc", opts, log=open(os.devnull, "w"), ready_timeout_s=120.0) as cluster:
         eps = cluster.endpoints
         coords, shards = eps["coordinator"], eps["participant"]
         runs = [(name, _uniform(n)) for name, n in LEVELS]

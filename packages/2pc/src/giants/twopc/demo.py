@@ -238,7 +238,7 @@ def run_demo(args: Any) -> int:
                      extra={"shards": SHARDS, "trace_dir": str(node_traces.absolute())})
     _say(f"1. starting a coordinator and {SHARDS} shards as processes (data in {data_dir})")
     records: list[TxnRecord] = []
-    with LocalCluster("2pc", opts, log=open(os.devnull, "w")) as cluster:
+    with LocalCluster("2pc", opts, log=open(os.devnull, "w"), ready_timeout_s=120.0) as cluster:
         _say(f"   endpoints: {json.dumps(cluster.endpoints)}")
         try:
             records = trio.run(_scenario, cluster)
