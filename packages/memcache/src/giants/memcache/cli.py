@@ -27,6 +27,8 @@ def add_memcache_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="seconds after a delete during which add is refused (warm-up)")
     s.add_argument("--engine", choices=("epoll", "trio"), default="epoll",
                    help="data-path event loop (epoll: fast, default; trio: all-trio)")
+    s.add_argument("--threads", "-t", type=int, default=4,
+                   help="epoll worker threads (memcached's -t)")
     s.set_defaults(func=_serve)
     r = sub.add_parser("router", help="an mcrouter-style router on 127.0.0.1")
     r.add_argument("--port", type=int, default=5000)
@@ -46,7 +48,8 @@ def _serve(args: argparse.Namespace) -> int:
     print(f"memcache: serving on {args.host}:{args.port} (memory {memory} bytes)", flush=True)
     trio.run(lambda: serve_memcached(port=args.port, host=args.host, memory_bytes=memory,
                                      item_size_max=args.item_size_max,
-                                     delete_hold_s=args.delete_hold, engine=args.engine))
+                                     delete_hold_s=args.delete_hold, engine=args.engine,
+                                     threads=args.threads))
     return 0
 
 

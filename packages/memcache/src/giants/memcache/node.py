@@ -27,7 +27,7 @@ from typing import Any, Final
 
 import trio
 
-from giants.memcache._eventloop import EpollEngine
+from giants.memcache._eventloop import DEFAULT_THREADS, EpollEngine
 from giants.memcache._protocol import DEFAULT_ITEM_SIZE_MAX
 from giants.memcache._session import Server, Session
 from giants.memcache._store import Store
@@ -131,13 +131,14 @@ async def serve_memcached(
     clock: Callable[[], float] = time.time,
     store: Store | None = None,
     engine: str = "epoll",
+    threads: int = DEFAULT_THREADS,
     task_status: Any = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve memcached on ``host:port`` until cancelled; ``task_status.started`` gets
     ``(port, server)``. ``clock`` is injectable so tests drive expiry without sleeping.
 
     ``engine="epoll"`` (default) runs the data path in ``_eventloop.EpollEngine``'s
-    thread; ``engine="trio"`` serves every connection as a trio task (slower: see
+    ``threads`` worker threads; ``engine="trio"`` serves every connection as a trio task (slower: see
     ``_eventloop``'s docstring). Both run the same ``Session``/``Store``."""
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; choose one of {ENGINES}")
@@ -146,7 +147,7 @@ async def serve_memcached(
         store.reseed_cas(clock())
     server = Server(store, pid=os.getpid(), started_at=clock())
     if engine == "epoll":
-        await _serve_epoll(server, host, port, clock, task_status)
+        await _serve_epoll(server, host, port, clock, threads, task_status)
         return
     listeners = await trio.open_tcp_listeners(port, host=host)
     bound = listeners[0].socket.getsockname()[1]
@@ -161,14 +162,15 @@ async def serve_memcached(
 
 
 async def _serve_epoll(server: Server, host: str, port: int, clock: Callable[[], float],
-                       task_status: Any) -> None:
+                       threads: int, task_status: Any) -> None:
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         listener.bind((host, port))
         listener.listen(LISTEN_BACKLOG)
         loop = EpollEngine(server, listener, clock, max_connections=MAX_CONNECTIONS,
-                           crawl_interval_s=CRAWL_INTERVAL_S, crawl_budget=CRAWL_BUDGET)
+                           crawl_interval_s=CRAWL_INTERVAL_S, crawl_budget=CRAWL_BUDGET,
+                           threads=threads)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(partial(trio.to_thread.run_sync, loop.run))
             task_status.started((listener.getsockname()[1], server))
@@ -195,4 +197,5 @@ async def server_main(config: dict[str, Any]) -> None:
         item_size_max=int(config.get("item_size_max", DEFAULT_ITEM_SIZE_MAX)),
         delete_hold_s=float(config.get("delete_hold_s", 0.0)),
         engine=str(config.get("engine", "epoll")),
+        threads=int(config.get("threads", DEFAULT_THREADS)),
     )
