@@ -21,6 +21,7 @@ from typing import Final
 
 import trio
 
+from giants.memcache._rawio import RawConn
 from giants.memcache._replies import BLOCKS, LINE, META, reply_length, split_values
 
 __all__ = ["MemcacheClient", "MemcacheError", "LeaseResult"]
@@ -51,15 +52,14 @@ class MemcacheClient:
         host, _, port = address.rpartition(":")
         self._host, self._port = host, int(port)
         self.timeout_s = timeout_s
-        self._stream: trio.SocketStream | None = None
+        self._conn: RawConn | None = None
         self._buf = bytearray()
         self._lock = trio.Lock()
 
     async def aclose(self) -> None:
-        if self._stream is not None:
-            stream, self._stream = self._stream, None
-            with trio.CancelScope(shield=True):
-                await stream.aclose()
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            await conn.aclose()
 
     async def __aenter__(self) -> MemcacheClient:
         return self
@@ -80,16 +80,17 @@ class MemcacheClient:
                 raise MemcacheError(f"{self.address}: {exc!r}") from exc
 
     async def _call(self, request: bytes, kinds: list[int]) -> list[bytes]:
-        if self._stream is None:
-            self._stream = await trio.open_tcp_stream(self._host, self._port)
+        if self._conn is None:
+            self._conn = RawConn(await trio.open_tcp_stream(self._host, self._port))
             self._buf.clear()
-        await self._stream.send_all(request)
+        conn = self._conn
+        await conn.send_all(request)
         out = []
         for kind in kinds:
             while (n := reply_length(self._buf, kind)) < 0:
                 if len(self._buf) > MAX_REPLY_BYTES:
                     raise ValueError(f"reply over {MAX_REPLY_BYTES} bytes")
-                chunk = await self._stream.receive_some(RECV_BYTES)
+                chunk = await conn.recv(RECV_BYTES)
                 if not chunk:
                     raise OSError("connection closed by server")
                 self._buf += chunk

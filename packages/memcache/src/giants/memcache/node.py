@@ -29,6 +29,7 @@ import trio
 
 from giants.memcache._eventloop import DEFAULT_THREADS, EpollEngine
 from giants.memcache._protocol import DEFAULT_ITEM_SIZE_MAX
+from giants.memcache._rawio import RawConn
 from giants.memcache._session import Server, Session
 from giants.memcache._store import Store
 
@@ -61,44 +62,23 @@ def parse_memory(text: str | int) -> int:
     return value
 
 
-async def _send_all(raw: socket.socket, data: bytes) -> None:
-    """Send everything: straight into the kernel buffer when it has room (the common
-    case, no scheduler round trip), waiting for writability only when it is full."""
-    view = memoryview(data)
-    while view:
-        try:
-            sent = raw.send(view)
-        except BlockingIOError:
-            await trio.lowlevel.wait_writable(raw)
-            continue
-        view = view[sent:]
-
-
 async def _serve_connection(server: Server, stream: trio.SocketStream,
                             clock: Callable[[], float]) -> None:
-    # The stdlib socket under trio's (already non-blocking): recv/send are tried
-    # directly and trio is entered only to wait, one scheduler pass per request batch.
-    raw = socket.socket(fileno=stream.socket.fileno())
+    conn = RawConn(stream)
     server.curr_connections += 1
     server.total_connections += 1
     try:
         if server.curr_connections > MAX_CONNECTIONS:
-            await _send_all(raw, b"ERROR Too many open connections\r\n")
+            await conn.send_all(b"ERROR Too many open connections\r\n")
             return
         session = Session(server)
         feed = session.feed
-        recv = raw.recv
-        wait_readable = trio.lowlevel.wait_readable
         more = False
         while True:
-            if not more:
-                # Wait first: a request/response client has usually sent nothing yet,
-                # and a recv now would only say EAGAIN. wait_readable is also our
-                # checkpoint, so a busy connection cannot starve the others.
-                await wait_readable(raw)
-            try:
-                data = recv(RECV_BYTES)
-            except BlockingIOError:
+            # Wait first (one scheduler pass; also our checkpoint, so a busy connection
+            # cannot starve the others) unless a full buffer says more is waiting.
+            data = conn.recv_nowait(RECV_BYTES) if more else await conn.recv(RECV_BYTES)
+            if data is None:
                 more = False
                 continue
             if not data:
@@ -107,18 +87,15 @@ async def _serve_connection(server: Server, stream: trio.SocketStream,
                 return
             out = feed(data, clock())
             if out:
-                await _send_all(raw, out)
+                await conn.send_all(out)
             if session.closed:
                 return
-            # A full buffer means more bytes may already be waiting.
             more = len(data) == RECV_BYTES
     except OSError:
         return
     finally:
         server.curr_connections -= 1
-        raw.detach()
-        with trio.CancelScope(shield=True):
-            await stream.aclose()
+        await conn.aclose()
 
 
 async def serve_memcached(

@@ -31,6 +31,7 @@ from typing import Any, Final
 import trio
 
 from giants.memcache._protocol import KEY_MAX_BYTES, Request, RequestParser
+from giants.memcache._rawio import RawConn
 from giants.memcache._replies import BLOCKS, LINE, reply_kind, split_values
 from giants.memcache._routing import Health, RouteTable, cap_ttl, quiet_reply, strip_quiet
 from giants.memcache._session import VERSION
@@ -258,9 +259,10 @@ async def _serve_client(router: Router, stream: trio.SocketStream) -> None:
     router.curr_connections += 1
     session = _ClientSession(router)
     parser = RequestParser()
+    conn = RawConn(stream)
     try:
         while not session.closed:
-            data = await stream.receive_some(RECV_BYTES)
+            data = await conn.recv(RECV_BYTES)
             if not data:
                 return
             parser.feed(data)
@@ -273,14 +275,13 @@ async def _serve_client(router: Router, stream: trio.SocketStream) -> None:
                 if reply is not None:
                     out.append(reply)
             if out:
-                await stream.send_all(b"".join(out))
-    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                await conn.send_all(b"".join(out))
+    except OSError:
         return
     finally:
         router.curr_connections -= 1
         await session.aclose()
-        with trio.CancelScope(shield=True):
-            await stream.aclose()
+        await conn.aclose()
 
 
 async def serve_router(router: Router, *, port: int = 0, host: str = "127.0.0.1",
