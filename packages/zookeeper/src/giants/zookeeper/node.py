@@ -30,9 +30,10 @@ import trio
 
 from giants.core.consensus import ConsensusConfig
 from giants.core.envelope import Envelope
-from giants.core.host import run_process
+from giants.core.host import DurableStore, run_process
 from giants.core.plugins import load_registry
 from giants.core.process import Durable
+from giants.core.rsm_server import EarlySendStore, PeerBook
 from giants.core.storage import DataDir, SqlDurableStore
 from giants.core.transport import tcp
 from giants.core.transport._base import RECEIVE_CHUNK_BYTES, parse_address
@@ -196,18 +197,35 @@ async def serve_server(config: dict[str, Any], *,
     cconfig = ConsensusConfig(node_id=node_id, peers=peers,
                               options=dict(config.get("options", {})))
 
-    def build(durable: Durable) -> ZooKeeperServer:
-        return ZooKeeperServer(node_id, factory, cconfig, durable, zk_opts,
-                               wall_offset_s=time.time() - trio.current_time())
+    consensus_name = str(config.get("consensus", "raft"))
+    early: EarlySendStore | None = None
+
+    def build(durable: Durable) -> Any:
+        server = ZooKeeperServer(node_id, factory, cconfig, durable, zk_opts,
+                                 wall_offset_s=time.time() - trio.current_time())
+        if early is None:
+            return server
+        # PeerBook reads ``.consensus``/``.node_id`` and forwards start/receive/tick: it
+        # wraps this server as it wraps a ReplicatedService.
+        early.book = PeerBook(server, early.endpoint, peers)  # type: ignore[arg-type]
+        return early.book
 
     host, port = parse_address(config["listen"])
     try:
         async with tcp.serve(node_id, listen=config["peer_listen"], peers=peers) as peer_ep:
             ep = JuteEndpoint(peer_ep, zk_opts.max_buffer)
+            host_store: DurableStore = store
+            if consensus_name == "raft":
+                # Raft's leader sends AppendEntries while its own log write is under way
+                # (dissertation 10.2.1), as giants-raft's own node does.
+                from giants.raft.node import is_replication
+
+                early = EarlySendStore(store, ep, is_replication)
+                host_store = early
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(ep.pump_peers)
                 await nursery.start(lambda task_status: run_process(
-                    build, node_id=node_id, endpoint=ep, store=store,
+                    build, node_id=node_id, endpoint=ep, store=host_store,
                     tick_s=float(config.get("tick_s", 0.01)), task_status=task_status))
                 listeners = await trio.open_tcp_listeners(port, host=host)
                 nursery.start_soon(trio.serve_listeners, ep.handle_client, listeners)

@@ -120,9 +120,13 @@ def _register_final(client: SimZkClient) -> Callable[[Any, Io], None]:
 
 
 def _final_phase(sim: Simulation, procs: list[SimZkClient], seed: int) -> None:
-    for c in procs:
-        sim.invoke(c.name, _register_final(c))
-    sim.run_for(30.0, stop=lambda: all(c.final_registered() and c.idle() for c in procs))
+    for _ in range(15):  # a registration lost to a reconnect is simply made again
+        for c in procs:
+            if not c.final_registered() and c.idle():
+                sim.invoke(c.name, _register_final(c))
+        sim.run_for(2.0, stop=lambda: all(c.final_registered() and c.idle() for c in procs))
+        if all(c.final_registered() for c in procs):
+            break
     assert all(c.final_registered() for c in procs), f"seed {seed}: final watches not registered"
     writer = procs[0]
     sim.invoke(writer.name, lambda _p, io: writer.create_finals(io, [c.name for c in procs]))
