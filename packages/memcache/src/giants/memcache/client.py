@@ -70,14 +70,19 @@ class MemcacheClient:
     async def call(self, request: bytes, kinds: list[int]) -> list[bytes]:
         """Send ``request`` (one or more pipelined commands) and read one reply per entry
         of ``kinds``. Raises ``MemcacheError``."""
-        async with self._lock:
-            try:
-                with trio.fail_after(self.timeout_s):
-                    return await self._call(request, kinds)
-            except (OSError, trio.TooSlowError, trio.BrokenResourceError, ValueError,
-                    IndexError) as exc:
-                await self.aclose()
-                raise MemcacheError(f"{self.address}: {exc!r}") from exc
+        try:
+            self._lock.acquire_nowait()   # the common case: no scheduler pass
+        except trio.WouldBlock:
+            await self._lock.acquire()
+        try:
+            with trio.fail_after(self.timeout_s):
+                return await self._call(request, kinds)
+        except (OSError, trio.TooSlowError, trio.BrokenResourceError, ValueError,
+                IndexError) as exc:
+            await self.aclose()
+            raise MemcacheError(f"{self.address}: {exc!r}") from exc
+        finally:
+            self._lock.release()
 
     async def _call(self, request: bytes, kinds: list[int]) -> list[bytes]:
         if self._conn is None:
