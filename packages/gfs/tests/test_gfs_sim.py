@@ -1,19 +1,24 @@
-"""Seeded simulation sweeps (GFS paper §2.7, §3.3, §2.6.3, §4.5).
+"""Seeded simulation sweeps (GFS paper §2.7, §3.3, §3.4, §2.6.3, §4.5).
 
 Concurrent record appends from several clients while chunkservers (and, in half the
 seeds, the master) crash and restart: every acknowledged record is whole at its offset
 on every up-to-date replica, acknowledged creates survive master restarts (recovered
 from checkpoint + log tail), and the shadow's namespace matches the master's. Serial
 writes under the same faults: the regions they defined are identical on every replica.
-GIANTS_SEEDS / --seeds scale the sweeps; --giants-seed N replays one.
-"""
+Snapshots taken during appends: consistent and copy-on-write.
+GIANTS_SEEDS / --seeds scale the sweeps; --giants-seed N replays one."""
 
 from __future__ import annotations
 
 import pytest
 
 from giants.core.trace import TraceWriter
-from giants.gfs._simulation import SimOptions, append_scenario, serial_write_scenario
+from giants.gfs._simulation import (
+    SimOptions,
+    append_scenario,
+    serial_write_scenario,
+    snapshot_scenario,
+)
 
 pytestmark = pytest.mark.sim
 
@@ -35,6 +40,25 @@ def test_serial_writes_define_consistent_regions(giants_seeds):
     for seed in giants_seeds(100):
         result = serial_write_scenario(seed, writes=12, crash_master=seed % 3 == 0)
         assert result.ok, f"seed {seed}: {result.problems[:5]}"
+
+
+def test_snapshots_during_appends_are_consistent_and_copy_on_write(giants_seeds):
+    """§3.4 under faults: each snapshot holds every record acknowledged before it started
+    and none appended after it finished; the original loses nothing."""
+    for seed in giants_seeds(30):
+        result = snapshot_scenario(seed, crash_master=seed % 2 == 1)
+        assert result.ok, f"seed {seed}: {result.problems[:5]}"
+        assert result.stats["snapshots"] > 0
+
+
+def test_checker_catches_missing_copy_on_write(monkeypatch):
+    from giants.gfs import _master_chunks
+
+    def no_copy(self, io, w, path, index, old):
+        self._lease_or_grant(io, w, old)  # writes go to the chunk the snapshot shares
+
+    monkeypatch.setattr(_master_chunks.ChunkManager, "_copy_on_write", no_copy)
+    assert not all(snapshot_scenario(seed).ok for seed in range(3))
 
 
 def test_lossy_network_appends(giants_seeds):

@@ -29,7 +29,7 @@ from giants.gfs._chunkserver import ChunkserverConfig, ChunkserverCore
 from giants.gfs._chunkstore import MemoryChunkStore, PushBuffer
 from giants.gfs._clientops import ClientState, Op, namespace_op, read, record_append, write
 from giants.gfs._master import MasterConfig, MasterCore
-from giants.gfs._messages import Create
+from giants.gfs._messages import Create, Snapshot
 from giants.gfs._shadow import ShadowConfig, ShadowCore
 from giants.gfs._simclient import SimClient, WorkItem
 
@@ -92,6 +92,8 @@ class GfsWorld:
             self.sim.add_process(cs, partial(_chunkserver, ccfg, self.stores[cs]),
                                  tick_s=o.tick_s)
         self.results: list[tuple[str, str, str, Any]] = []
+        self.started: dict[tuple[str, str], float] = {}   # (client, op) -> virtual time
+        self.finished: dict[tuple[str, str], float] = {}
         self.clients: list[str] = []
         self.faults_on = True
 
@@ -99,7 +101,15 @@ class GfsWorld:
                    think_s: float = 0.1) -> None:
         def record(op: str, outcome: str, value: Any) -> None:
             self.results.append((name, op, outcome, value))
+            self.finished[(name, op)] = self.sim.now
 
+        def timed(op: str, make: Callable[[ClientState], Op]) -> Callable[[ClientState], Op]:
+            def start(st: ClientState) -> Op:
+                self.started[(name, op)] = self.sim.now
+                return make(st)
+            return start
+
+        work = [(op, timed(op, make)) for op, make in work]
         masters = ["master", *self.shadows]
         self.sim.add_process(
             name, lambda d: SimClient(name, masters, work, record, self.sim.rng,
@@ -228,14 +238,17 @@ def append_scenario(seed: int, *, clients: int = 3, appends: int = 12,
                            "probes": dict(world.sim.stats.probes)})
 
 
-def check_appends(world: GfsWorld, path: str, records: dict[tuple[int, int], bytes]
-                  ) -> list[str]:
-    """Every acknowledged record is whole at its offset on every up-to-date replica."""
+def check_appends(world: GfsWorld, path: str, records: dict[tuple[int, int], bytes],
+                  before: float | None = None) -> list[str]:
+    """Every acknowledged record (acknowledged before ``before``, if given) is whole at
+    its offset on every up-to-date replica of ``path``."""
     problems = []
     cs = world.opts.chunk_size
     chunks = world.file_replicas(path)
-    for _client, op, outcome, value in world.results:
+    for client, op, outcome, value in world.results:
         if not op.startswith("append:") or outcome != "ok":
+            continue
+        if before is not None and world.finished[(client, op)] >= before:
             continue
         _, c, i = op.split(":")
         rec = records[(int(c), int(i))]
@@ -247,6 +260,73 @@ def check_appends(world: GfsWorld, path: str, records: dict[tuple[int, int], byt
             if data[off:off + len(rec)] != rec:
                 problems.append(f"{op}: acked at {value}, replica on {server} differs")
     return problems
+
+
+def snapshot_scenario(seed: int, *, clients: int = 2, appends: int = 15, snapshots: int = 4,
+                      crash_master: bool = False, opts: SimOptions | None = None,
+                      trace: TraceWriter | None = None) -> ScenarioResult:
+    """Appenders write one file while another client snapshots its directory again and
+    again under chunkserver crashes (§3.4): every record acknowledged before a snapshot
+    started is in that snapshot, whole at its offset; the original keeps every
+    acknowledged record (copy-on-write never loses one)."""
+    world = GfsWorld(seed, opts, trace)
+    rng = world.sim.rng
+    path = "/logs/app.log"
+    records: dict[tuple[int, int], bytes] = {}
+    for c in range(clients):
+        work: list[WorkItem] = [("create", partial(_create_if_absent, path=path))]
+        for i in range(appends):
+            rec = make_record(c, i, rng.randint(16, world.opts.chunk_size // 4))
+            records[(c, i)] = rec
+            work.append((f"append:{c}:{i}", partial(_append, path=path, rec=rec)))
+        world.add_client(f"client-{c}", work, start_at=0.5 + 0.1 * c)
+    snaps: list[WorkItem] = [(f"snap:{i}", partial(_snapshot, src="/logs", dst=f"/snap{i}"))
+                             for i in range(snapshots)]
+    world.add_client("snapper", snaps, start_at=1.0, think_s=0.6)
+    crash_nemesis(world, until=8.0, master=crash_master)
+    world.sim.run_for(40.0, stop=world.clients_done)
+    world.settle()
+    problems = check_appends(world, path, records)
+    for client, op, outcome, _ in list(world.results):
+        if client == "snapper" and outcome == "ok":
+            dst = f"/snap{op.split(':')[1]}/app.log"
+            problems += [f"{dst}: {p}" for p in check_appends(
+                world, dst, records, before=world.started[(client, op)])]
+            problems += check_not_in_snapshot(world, dst, records,
+                                              after=world.finished[(client, op)])
+    acked = sum(1 for r in world.results if r[2] == "ok")
+    return ScenarioResult(seed, not problems, problems, acked, len(world.results) - acked,
+                          {"events": world.sim.stats.events,
+                           "snapshots": sum(1 for r in world.results
+                                            if r[0] == "snapper" and r[2] == "ok")})
+
+
+def check_not_in_snapshot(world: GfsWorld, snap: str, records: dict[tuple[int, int], bytes],
+                          after: float) -> list[str]:
+    """Copy-on-write: no record appended to the original after the snapshot finished
+    shows up in the snapshot's chunks (they are shared only until the first write)."""
+    problems = []
+    cs = world.opts.chunk_size
+    chunks = world.file_replicas(snap)
+    for client, op, outcome, value in world.results:
+        if not op.startswith("append:") or outcome != "ok" or \
+                world.started[(client, op)] < after:
+            continue
+        _, c, i = op.split(":")
+        rec = records[(int(c), int(i))]
+        index, off = divmod(value, cs)
+        for server, data in (chunks[index] if index < len(chunks) else {}).items():
+            if data[off:off + len(rec)] == rec:
+                problems.append(f"{snap}: {op} (after the snapshot) is in it on {server}")
+    return problems
+
+
+def _snapshot(st: ClientState, *, src: str, dst: str) -> Op:
+    return namespace_op(st, Snapshot(src, dst))
+
+
+def _create_if_absent(st: ClientState, *, path: str) -> Op:
+    return _ignore_exists(st, path)
 
 
 def check_namespace(world: GfsWorld) -> list[str]:
