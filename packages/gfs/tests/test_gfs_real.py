@@ -14,19 +14,28 @@ from __future__ import annotations
 import os
 import socket
 import struct
+from dataclasses import dataclass
 
 import pytest
 import trio
 
-from giants.core.errors import GiantsError
+from giants.core.codec import DEFAULT_REGISTRY, MessageRegistry
+from giants.core.envelope import ErrorReply
+from giants.core.errors import GiantsError, RemoteProtocolError
 from giants.core.launcher import LocalCluster
 from giants.core.plugins import UpOptions
+from giants.core.transport import tcp
 from giants.gfs._clientops import master_call
 from giants.gfs._messages import GetChunks
 from giants.gfs.client import GFSClient
 from giants.gfs.demo import DEMO_OPTIONS, MB, pattern, real_kill_scenario
 
 pytestmark = pytest.mark.real
+
+
+@dataclass(frozen=True, slots=True)
+class WrongCreate:
+    path: int
 
 SIZE_MB = int(os.environ.get("GIANTS_GFS_REAL_MB", "24"))
 
@@ -77,6 +86,13 @@ async def test_bad_frames_and_requests_leave_the_master_serving(shared):
                 s.recv(100)
             except OSError:
                 pass
+    # A well-framed request whose fields have the wrong types (path as an int).
+    reg = MessageRegistry()
+    reg.register(DEFAULT_REGISTRY.tag_of(ErrorReply), ErrorReply)
+    reg.register("gfs.create", WrongCreate)
+    async with tcp.Client("typo", registry=reg) as raw:
+        with pytest.raises(RemoteProtocolError):
+            await raw.request(cluster.endpoints["master"][0], WrongCreate(12345), timeout=5)
     async with GFSClient(endpoints(cluster), timeout_s=5.0) as fs:
         from giants.gfs._messages import Data
 
