@@ -27,8 +27,8 @@ def add_memcache_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="seconds after a delete during which add is refused (warm-up)")
     s.add_argument("--engine", choices=("epoll", "trio"), default="epoll",
                    help="data-path event loop (epoll: fast, default; trio: all-trio)")
-    s.add_argument("--threads", "-t", type=int, default=4,
-                   help="epoll worker threads (memcached's -t)")
+    s.add_argument("--threads", "-t", type=int, default=1,
+                   help="epoll worker threads (memcached's -t; default 1)")
     s.set_defaults(func=_serve)
     r = sub.add_parser("router", help="an mcrouter-style router on 127.0.0.1")
     r.add_argument("--port", type=int, default=5000)
