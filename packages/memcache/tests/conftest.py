@@ -96,10 +96,11 @@ def start_server(tt: TrioThread, clock: ManualClock, **kwargs: Any) -> tuple[int
     return port, server, stop
 
 
-@pytest.fixture(params=["epoll", "trio"])
+@pytest.fixture(params=["epoll", "epoll-4-threads", "trio"])
 def server_port(request: pytest.FixtureRequest, trio_thread: TrioThread, clock: ManualClock) -> int:
-    """A memcached server (both engines) with a manual clock."""
-    port, _, _ = start_server(trio_thread, clock, engine=request.param)
+    """A memcached server (every engine configuration) with a manual clock."""
+    engine, threads = ("epoll", 4) if request.param == "epoll-4-threads" else (request.param, 1)
+    port, _, _ = start_server(trio_thread, clock, engine=engine, threads=threads)
     return port
 
 

@@ -102,3 +102,25 @@ def test_quit_and_shutdown(port: int, raw) -> None:
     r.send(b"quit\r\n")
     assert r.closed_by_peer()
     assert raw(port).ask(b"version\r\n").startswith(b"VERSION")
+
+
+def test_concurrent_clients_lose_no_update(port: int) -> None:
+    """Many connections at once (spread over the worker loops): no update is lost."""
+    import threading
+
+    from pymemcache.client.base import Client
+
+    Client(("127.0.0.1", port)).set(b"ctr", b"0", noreply=False)
+
+    def bump() -> None:
+        c = Client(("127.0.0.1", port), timeout=10)
+        for _ in range(200):
+            c.incr(b"ctr", 1, noreply=False)
+        c.close()
+
+    threads = [threading.Thread(target=bump) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert Client(("127.0.0.1", port)).get(b"ctr").strip() == b"1600"
