@@ -423,6 +423,9 @@ class ChunkManager:
 
     def _collect_garbage(self, io: Io) -> None:
         md = self.log.md
+        # Placements of new chunks whose first grant never came (the client went away).
+        self.fresh = {h: cs for h, cs in self.fresh.items()
+                      if md.versions.get(h) == 0 and h not in self.grants}
         for path, at in sorted(md.deleted_at.items()):
             if io.now - at < self.config.gc_after_s:
                 continue
