@@ -145,7 +145,7 @@ class LeaderMixin(_Base):
         members.discard(self.node_id)
         for gone in set(self.progress) - members:
             del self.progress[gone]
-        for new in members - set(self.progress):
+        for new in sorted(members - set(self.progress)):
             self.progress[new] = self._new_progress()
 
     # -- ticks ------------------------------------------------------------------------
