@@ -69,7 +69,7 @@ def test_conflicting_operations_wait_for_namespace_locks():
     m = in_sync_master()
     io = io_at(1.0)
     m.receive(io, Envelope("client", "master", 10, None, Create("/d/x")))
-    first = [e for e in io.sends if isinstance(e.body, LogAppend)][0]
+    first = next(e for e in io.sends if isinstance(e.body, LogAppend))
     from giants.gfs._messages import Snapshot
 
     io = io_at(1.01)
