@@ -112,6 +112,7 @@ class CoordinatorBase:
         self._sending: dict[str, _Disseminating] = {}
         self._waits: dict[str, dict[str, list[str]]] = {}   # shard -> its waits-for graph
         self._ts: dict[str, float] = {}
+        self.global_deadlocks = 0
 
     # -- hooks ------------------------------------------------------------------------------
 
@@ -303,6 +304,7 @@ class CoordinatorBase:
                 break
             victim = max(cycle, key=lambda t: (self._ts.get(t, 0.0), t))
             io.probe("2pc.global_deadlock")
+            self.global_deadlocks += 1
             io.trace("global_deadlock", cycle=cycle, victim=victim)
             reason = f"global deadlock victim (cycle {' -> '.join(cycle)})"
             for shard in sorted(self.shards or self._waits):
@@ -369,4 +371,5 @@ class Coordinator(CoordinatorBase):
         self.done.record(io, txn, True)
 
     def _info(self) -> dict[str, Any]:
-        return {"logged_commits": len(self._log), "remembered_outcomes": len(self.done)}
+        return {"logged_commits": len(self._log), "remembered_outcomes": len(self.done),
+                "global_deadlocks": self.global_deadlocks}

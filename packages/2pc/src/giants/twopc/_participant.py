@@ -78,6 +78,8 @@ KV_NS = "kv"
 PREPARED_NS = "2pc.prepared"
 DONE_NS = "2pc.done"
 TABLE = "kv"
+# "detect": the lock-wait timeout behind the global detector (see ParticipantOptions).
+DETECT_BACKSTOP_S = 3.0
 # Bounded so one client cannot wedge a shard with giant keys or values.
 MAX_KEY_BYTES = 4096
 MAX_VALUE_BYTES = 1024 * 1024
@@ -86,7 +88,7 @@ MAX_VALUE_BYTES = 1024 * 1024
 @dataclass
 class ParticipantOptions:
     deadlock: str = "wound-wait"
-    lock_wait_timeout_s: float | None = None   # backstop; "detect" defaults to 1 s
+    lock_wait_timeout_s: float | None = None   # backstop; "detect" defaults to 3 s
     active_timeout_s: float = 5.0
     query_after_s: float = 0.3
     blocked_after_s: float = 1.0
@@ -128,7 +130,9 @@ class Participant:
         self.options = options or ParticipantOptions()
         timeout = self.options.lock_wait_timeout_s
         if timeout is None and self.options.deadlock == "detect":
-            timeout = 1.0          # cycles spanning shards are invisible to local detection
+            # a backstop only: cross-shard cycles are broken by the coordinator's global
+            # detector; this catches lost reports without aborting long legitimate waits
+            timeout = DETECT_BACKSTOP_S
         self.locks = LockManager(self.options.deadlock, wait_timeout_s=timeout)
         self.data: dict[str, Any] = {str(k): v for k, v in durable.items(KV_NS)}
         self.done = OutcomeCache(durable, DONE_NS)
