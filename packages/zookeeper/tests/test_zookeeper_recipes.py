@@ -75,6 +75,7 @@ def test_election_picks_one_leader_and_fails_over(clients: list[Any]) -> None:
     second.start()
     time.sleep(0.2)
     assert leaders == [0]
+    clients[2].sync("/")
     assert clients[2].Election("/election").contenders() == ["c0", "c1"]
     clients[0].stop()  # the leader's session ends: its ephemeral node goes
     _wait(lambda: leaders == [0, 1])
@@ -84,6 +85,7 @@ def test_election_picks_one_leader_and_fails_over(clients: list[Any]) -> None:
 def test_barrier_and_double_barrier(clients: list[Any]) -> None:
     barrier = clients[0].Barrier("/barrier")
     barrier.create()
+    clients[1].sync("/")  # the waiter's server may lag; without this it can miss the barrier
     passed = []
     t = threading.Thread(target=lambda: passed.append(clients[1].Barrier("/barrier").wait(20)))
     t.start()
@@ -118,6 +120,7 @@ def test_queue_and_locking_queue(clients: list[Any]) -> None:
     q = clients[0].Queue("/queue")
     for item in (b"a", b"b", b"c"):
         q.put(item)
+    clients[1].sync("/")
     assert [clients[1].Queue("/queue").get() for _ in range(3)] == [b"a", b"b", b"c"]
     assert q.get() is None
 
