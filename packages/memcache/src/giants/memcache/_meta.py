@@ -220,7 +220,7 @@ def _ms(store: Store, req: Request, now: float) -> bytes | None:
         else:
             store.stats.lease_rejected += 1
             code = b"EX"
-    elif mode == b"E" and (old is not None or store._held_off(key, now)):
+    elif mode == b"E" and (old is not None or store.held_off(key, now)):
         code = b"NS"
     elif mode in (b"A", b"P", b"R") and old is None:
         code = b"NS"

@@ -72,7 +72,7 @@ class Request:
     failed to parse and ``error`` is the complete reply; ``close`` then says whether the
     connection must close after it."""
 
-    __slots__ = ("args", "close", "data", "error", "name", "noreply")
+    __slots__ = ("args", "close", "data", "error", "name", "noreply", "numbers")
 
     def __init__(self, name: bytes, args: list[bytes], data: bytes | None = None,
                  error: bytes | None = None, close: bool = False) -> None:
@@ -82,6 +82,8 @@ class Request:
         self.error = error
         self.close = close
         self.noreply = bool(args) and args[-1] == b"noreply"
+        # A text storage command's (flags, exptime, bytes, cas), parsed once here.
+        self.numbers: tuple[int, int, int, int] = (0, 0, 0, 0)
 
     def __repr__(self) -> str:
         return f"Request({self.name!r}, {self.args!r}, data={self.data!r}, error={self.error!r})"
@@ -182,15 +184,16 @@ class RequestParser:
         key = tokens[1]
         try:
             flags = int(tokens[2])
-            int(tokens[3])
+            exptime = int(tokens[3])
             nbytes = int(tokens[4])
-            if name == b"cas":
-                int(tokens[5])
+            cas = int(tokens[5]) if name == b"cas" else 0
         except ValueError:
             return _error(BAD_FORMAT)
         if len(key) > KEY_MAX_BYTES or nbytes < 0 or not 0 <= flags <= _MAX_U32:
             return _error(BAD_FORMAT)
-        return self._expect_block(Request(name, tokens[1:]), len(key), nbytes)
+        req = Request(name, tokens[1:])
+        req.numbers = (flags, exptime, nbytes, cas)
+        return self._expect_block(req, len(key), nbytes)
 
     def _meta_set_line(self, tokens: list[bytes]) -> Request | None:
         if len(tokens) < 3:

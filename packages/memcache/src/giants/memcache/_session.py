@@ -186,14 +186,11 @@ class Session:
     # -- storage ----------------------------------------------------------------------
 
     def _storage(self, req: Request, now: float) -> bytes | None:
-        args = req.args
-        key = args[0]
         data = req.data
         assert data is not None
-        exptime = int(args[2])
-        cas = int(args[4]) if req.name == b"cas" else 0
+        flags, exptime, _, cas = req.numbers
         try:
-            result = self.store.store(req.name, key, data, int(args[1]), exptime, now, cas)
+            result = self.store.store(req.name, req.args[0], data, flags, exptime, now, cas)
         except ItemTooLarge:
             return None if req.noreply else TOO_LARGE
         except OutOfMemory:

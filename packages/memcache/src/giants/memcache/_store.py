@@ -260,7 +260,7 @@ class Store:
             return b"STORED"
         old = self.peek(key, now)
         if mode == b"add":
-            if old is not None or self._held_off(key, now):
+            if old is not None or self.held_off(key, now):
                 if old is not None:
                     self._bump(old, now)
                 return b"NOT_STORED"
@@ -393,7 +393,8 @@ class Store:
             return False
         return not (it.stored <= self._oldest_live <= now)
 
-    def _held_off(self, key: bytes, now: float) -> bool:
+    def held_off(self, key: bytes, now: float) -> bool:
+        """True while a recent delete of ``key`` refuses adds (the warm-up hold-off)."""
         until = self._held.get(key)
         if until is None:
             return False

@@ -115,8 +115,9 @@ async def serve_memcached(
     ``(port, server)``. ``clock`` is injectable so tests drive expiry without sleeping.
 
     ``engine="epoll"`` (default) runs the data path in ``_eventloop.EpollEngine``'s
-    ``threads`` worker threads; ``engine="trio"`` serves every connection as a trio task (slower: see
-    ``_eventloop``'s docstring). Both run the same ``Session``/``Store``."""
+    ``threads`` worker threads; ``engine="trio"`` serves every connection as a trio
+    task (slower: see ``_eventloop``'s docstring). Both run the same ``Session``/``Store``.
+    """
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; choose one of {ENGINES}")
     if store is None:

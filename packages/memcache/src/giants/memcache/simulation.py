@@ -168,7 +168,8 @@ def run_memcache_sim(seed: int, *, ops: int = 400, nemesis: str = "loss,duplicat
 def _check_region(sim: Simulation, r: _Region, violations: list[str]) -> None:
     sq = sim.process(r.squeal)
     db = sim.process(r.db)
-    if isinstance(sq, SquealNode) and isinstance(db, DbProcess) and sq.core.position > r.checked_pos:
+    advanced = isinstance(sq, SquealNode) and sq.core.position > r.checked_pos
+    if advanced and isinstance(sq, SquealNode) and isinstance(db, DbProcess):
         for seq in range(r.checked_pos + 1, sq.core.position + 1):
             key, version, _ = db.log[seq]
             r.required[key] = max(r.required.get(key, 0), version)
