@@ -55,7 +55,7 @@ from giants.gfs._messages import (
 )
 from giants.gfs._reads import MAX_CHUNKS_PER_LOOKUP
 
-__all__ = ["Call", "Push", "Sleep", "ClientState", "Op", "file_size", "read", "write",
+__all__ = ["Call", "Push", "Sleep", "Parallel", "ClientState", "Op", "file_size", "read", "write",
            "record_append", "namespace_op", "list_dir", "stat"]
 
 # A mutation is retried this many times (with backoff) before the client gives up.
@@ -66,6 +66,8 @@ BACKOFF_MAX_S = 1.0
 READ_SLICE_BYTES = 4 * 1024 * 1024
 # One mutation carries at most this much data: pushes pipeline better in pieces.
 WRITE_PIECE_BYTES = 8 * 1024 * 1024
+# Read slices requested at once (from different replicas where possible).
+READ_PARALLEL = 4
 
 
 @dataclass(frozen=True)
@@ -88,7 +90,15 @@ class Sleep:
     seconds: float
 
 
-Effect = Call | Push | Sleep
+@dataclass(frozen=True)
+class Parallel:
+    """Several calls at once; the answer is a list with, per call, its reply or the
+    ``GiantsError`` it failed with."""
+
+    calls: list[Call]
+
+
+Effect = Call | Push | Sleep | Parallel
 Op = Generator[Effect, Any, Any]
 
 
@@ -335,11 +345,16 @@ def read(st: ClientState, path: str, offset: int, length: int) -> Op:
     pos = offset
     attempt = 0
     while pos < end:
-        index, off = divmod(pos, st.chunk_size)
-        n = min(end - pos, st.chunk_size - off, READ_SLICE_BYTES)
         try:
-            c, addresses, _ = yield from _chunk_info(st, path, index)
-            data = yield from _read_chunk(st, c, addresses, off, n)
+            plan: list[tuple[ChunkInfo, dict[str, str], int, int]] = []
+            p = pos
+            while p < end and len(plan) < READ_PARALLEL:
+                index, off = divmod(p, st.chunk_size)
+                n = min(end - p, st.chunk_size - off, READ_SLICE_BYTES)
+                c, addresses, _ = yield from _chunk_info(st, path, index)
+                plan.append((c, addresses, off, n))
+                p += n
+            pieces = yield from _read_slices(st, plan)
         except Unavailable:
             attempt += 1
             if attempt >= MAX_ATTEMPTS:
@@ -347,11 +362,37 @@ def read(st: ClientState, path: str, offset: int, length: int) -> Op:
             st.chunks.pop(path, None)
             yield _backoff(st, attempt)
             continue
-        if not data:
-            break
-        out += data
-        pos += len(data)
+        for data, (_, _, _, n) in zip(pieces, plan, strict=True):
+            out += data
+            pos += len(data)
+            if len(data) < n:
+                return bytes(out)  # a replica ended early: end of file as far as it knows
     return bytes(out)
+
+
+def _read_slices(st: ClientState, plan: list[tuple[ChunkInfo, dict[str, str], int, int]]
+                 ) -> Op:
+    """Read the planned slices at once, each from a random replica; a slice whose replica
+    fails or answers short is read again replica by replica."""
+    if len(plan) == 1:
+        c, addresses, off, n = plan[0]
+        data = yield from _read_chunk(st, c, addresses, off, n)
+        return [data]
+    calls = []
+    for c, addresses, off, n in plan:
+        replicas = sorted(r for r in c.locations if r in addresses)
+        if not replicas:
+            raise Unavailable(f"no replica of chunk {c.handle} known", reason="no_replica")
+        target = addresses[st.rng.choice(replicas)]
+        calls.append(Call(target, Read(c.handle, c.version, off, n), st.timeout_s))
+    results = yield Parallel(calls)
+    pieces = []
+    for (c, addresses, off, n), res in zip(plan, results, strict=True):
+        if isinstance(res, Data) and len(res.data) == n:
+            pieces.append(res.data)
+        else:
+            pieces.append((yield from _read_chunk(st, c, addresses, off, n)))
+    return pieces
 
 
 def namespace_op(st: ClientState, body: Create | Mkdir | Delete | Rename | Snapshot) -> Op:

@@ -18,7 +18,7 @@ from typing import Any
 from giants.core.envelope import Envelope, ErrorReply
 from giants.core.errors import DefiniteError, GiantsError, IndefiniteError, Timeout
 from giants.core.process import Io, Rng
-from giants.gfs._clientops import Call, ClientState, Op, Push, Sleep
+from giants.gfs._clientops import Call, ClientState, Op, Parallel, Push, Sleep
 from giants.gfs._messages import PushData
 
 __all__ = ["SimClient", "WorkItem"]
@@ -41,6 +41,8 @@ class SimClient:
         self._wait_msg: int | None = None
         self._deadline = 0.0
         self._wake_at: float | None = None
+        self._many: dict[int, int] = {}  # msg id of a Parallel call -> its position
+        self._many_results: list[Any] = []
         self.done = False
 
     def start(self, io: Io) -> None:
@@ -56,8 +58,20 @@ class SimClient:
         elif self._wait_msg is not None and io.now >= self._deadline:
             self._wait_msg = None
             self._advance(io, None, Timeout("no reply before the deadline"))
+        elif self._many and io.now >= self._deadline:
+            for i in self._many.values():
+                self._many_results[i] = Timeout("no reply before the deadline")
+            self._many = {}
+            self._advance(io, self._many_results, None)
 
     def receive(self, io: Io, env: Envelope) -> None:
+        if self._many and env.in_reply_to in self._many:
+            i = self._many.pop(env.in_reply_to)
+            body = env.body
+            self._many_results[i] = body.exception() if isinstance(body, ErrorReply) else body
+            if not self._many:
+                self._advance(io, self._many_results, None)
+            return
         if self._wait_msg is None or env.in_reply_to != self._wait_msg:
             return
         self._wait_msg = None
@@ -87,7 +101,11 @@ class SimClient:
         except (IndefiniteError, GiantsError) as err:
             self._finish(io, "info", err)
             return
-        if isinstance(effect, Call):
+        if isinstance(effect, Parallel):
+            self._many = {io.send(c.target, c.body): i for i, c in enumerate(effect.calls)}
+            self._many_results = [None] * len(effect.calls)
+            self._deadline = io.now + max(c.timeout for c in effect.calls)
+        elif isinstance(effect, Call):
             self._wait_msg = io.send(effect.target, effect.body)
             self._deadline = io.now + effect.timeout
         elif isinstance(effect, Push):

@@ -92,10 +92,27 @@ class GFSClient:
                                                        timeout=effect.timeout)
                 elif isinstance(effect, ops.Push):
                     await self._push(effect)
+                elif isinstance(effect, ops.Parallel):
+                    value = await self._parallel(effect.calls)
                 else:
                     await trio.sleep(effect.seconds)
             except GiantsError as err:
                 exc = err
+
+    async def _parallel(self, calls: list[ops.Call]) -> list[Any]:
+        results: list[Any] = [None] * len(calls)
+
+        async def one(i: int, call: ops.Call) -> None:
+            try:
+                results[i] = await self._client.request(call.target, call.body,
+                                                        timeout=call.timeout)
+            except GiantsError as err:
+                results[i] = err
+
+        async with trio.open_nursery() as nursery:
+            for i, call in enumerate(calls):
+                nursery.start_soon(one, i, call)
+        return results
 
     async def _push(self, p: ops.Push) -> None:
         limit = p.timeout + len(p.data) / PUSH_FLOOR_BYTES_PER_S
