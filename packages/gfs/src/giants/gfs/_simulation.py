@@ -22,12 +22,21 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
+from giants.core.errors import IndefiniteError, Rejected, Unavailable
 from giants.core.process import Durable
 from giants.core.sim import SimNetworkOptions, Simulation
 from giants.core.trace import TraceWriter
 from giants.gfs._chunkserver import ChunkserverConfig, ChunkserverCore
 from giants.gfs._chunkstore import MemoryChunkStore, PushBuffer
-from giants.gfs._clientops import ClientState, Op, namespace_op, read, record_append, write
+from giants.gfs._clientops import (
+    ClientState,
+    Op,
+    Sleep,
+    namespace_op,
+    read,
+    record_append,
+    write,
+)
 from giants.gfs._master import MasterConfig, MasterCore
 from giants.gfs._messages import Create, Snapshot
 from giants.gfs._shadow import ShadowConfig, ShadowCore
@@ -182,12 +191,16 @@ def crash_nemesis(world: GfsWorld, until: float, *, master: bool = False,
 
 
 def _ignore_exists(st: ClientState, path: str) -> Op:
-    from giants.core.errors import Rejected
-
-    try:
-        yield from namespace_op(st, Create(path))
-    except Rejected:
-        pass
+    """Create ``path`` unless it exists, retrying while the master is unreachable (the
+    workload needs the file; whether a retried create ran twice does not matter)."""
+    for _ in range(40):
+        try:
+            yield from namespace_op(st, Create(path))
+            return
+        except Rejected:
+            return
+        except (IndefiniteError, Unavailable):
+            yield Sleep(0.25)
 
 
 def _append(st: ClientState, *, path: str, rec: bytes) -> Op:
