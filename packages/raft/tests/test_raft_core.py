@@ -397,3 +397,28 @@ def test_lease_reads_skip_the_round_only_within_the_lease() -> None:
 def test_lease_reads_need_check_quorum() -> None:
     with pytest.raises(LocalProtocolError):
         CoreNet(1, options={"lease_reads": True, "check_quorum": False})
+
+
+def test_replicating_follower_behind_compaction_switches_to_snapshot() -> None:
+    """§7: a follower whose probe is answered after the leader compacted past it goes
+    to snapshot (regression: the pipelining loop must stop once it leaves REPLICATE)."""
+    from giants.core.envelope import Envelope
+    net = CoreNet(3, options={"snapshot_trailing_entries": 0, "max_batch_entries": 1})
+    net.elect("n0")
+    net.deliver()
+    leader = net.core("n0")
+    net.partition(["n2"])
+    for i in range(5):
+        net.propose("n0", f"v{i}".encode())
+    net.deliver()
+    leader.take_ready()
+    pr = leader.progress["n2"]
+    match = pr.match
+    pr.become_probe()                           # a probe is out, answered late
+    net.run("n0", lambda io: leader.compact(io, leader.commit, b"state"))
+    assert match < leader.log.base_index
+    net.queue.clear()
+    net.send_raw(Envelope("n2", "n0", 1, None, AppendReply(1, True, match, 0, 0, 0)))
+    assert pr.state == "snapshot"
+    sent = [e.body for e in net.queue if e.target == "n2"]
+    assert sum(type(b).__name__ == "InstallSnapshot" for b in sent) == 1

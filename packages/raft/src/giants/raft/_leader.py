@@ -216,8 +216,8 @@ class LeaderMixin(_Base):
     def _send_more(self, io: Io, peer: str, pr: Progress) -> None:
         if pr.state == REPLICATE:
             last, cap = self.log.last_index, self.opts.max_inflight
-            while pr.next <= last and pr.inflight < cap:
-                self._send_append(io, peer, pr)
+            while pr.state == REPLICATE and pr.next <= last and pr.inflight < cap:
+                self._send_append(io, peer, pr)    # may switch it to SNAPSHOT
         elif pr.state == PROBE and not pr.paused:
             self._send_append(io, peer, pr)
 
