@@ -22,6 +22,9 @@ from giants.twopc.client import TxnClient
 
 __all__ = ["LoadResult", "run_load"]
 
+# Attempts in flight when a run ends get this long to finish before they are cancelled.
+STOP_GRACE_S = 30.0
+
 
 @dataclass
 class LoadResult:
@@ -79,15 +82,15 @@ async def run_load(coordinators: list[str], shards: list[str], *, clients: int,
     """``pick(rng, client_index)`` -> the keys of one transaction."""
     res = LoadResult()
     async with TxnClient(coordinators, shards, op_timeout_s=5.0, commit_timeout_s=10.0) as db:
-        measuring = False
+        measuring = stopping = False
 
         async def worker(i: int) -> None:
             rng = random.Random(f"{seed}:{i}")
-            while True:
+            while not stopping:
                 keys = pick(rng, i)
                 ts = time.time()
                 scratch = LoadResult()
-                while not await _one(db, keys, ts, scratch):
+                while not await _one(db, keys, ts, scratch) and not stopping:
                     await trio.sleep(rng.uniform(0, 0.002))
                 if measuring:
                     res.committed += scratch.committed
@@ -104,5 +107,8 @@ async def run_load(coordinators: list[str], shards: list[str], *, clients: int,
             t0 = time.perf_counter()
             await trio.sleep(duration_s)
             res.elapsed_s = time.perf_counter() - t0
-            nursery.cancel_scope.cancel()
+            # stop gracefully: every attempt in flight commits or aborts, so no abandoned
+            # transaction keeps its locks into the next measurement
+            measuring, stopping = False, True
+            nursery.cancel_scope.deadline = trio.current_time() + STOP_GRACE_S
     return res
