@@ -18,9 +18,8 @@ from typing import Any
 import pytest
 
 from giants.core.consensus import ConsensusConfig
-from giants.core.envelope import Envelope
 from giants.core.kv import KVStateMachine
-from giants.core.process import Durable, Io
+from giants.core.process import Durable
 from giants.core.rsm import (
     ClientQuery,
     MembershipChange,
@@ -30,6 +29,7 @@ from giants.core.rsm import (
 )
 from giants.core.sim import Simulation
 from giants.core.testing.consensus_conformance import SimCluster, run_kv_workload
+from giants.core.testing.consensus_conformance import _Probe as _Admin  # a scripted client
 from giants.core.testing.history import History
 from giants.core.testing.kv_workload import KVWorkloadClient, WorkloadMix
 from giants.core.testing.linearizability import check_kv_linearizable
@@ -78,22 +78,6 @@ def test_lease_reads_and_snapshot_heavy_runs(giants_seeds: Any) -> None:
 
 
 # -- membership under load ---------------------------------------------------------------
-
-
-class _Admin:
-    """A scripted client process that keeps every reply."""
-
-    def __init__(self) -> None:
-        self.replies: list[Envelope] = []
-
-    def start(self, io: Io) -> None:
-        return None
-
-    def tick(self, io: Io) -> None:
-        return None
-
-    def receive(self, io: Io, env: Envelope) -> None:
-        self.replies.append(env)
 
 
 def _leader(sim: Simulation, nodes: list[str]) -> str | None:
