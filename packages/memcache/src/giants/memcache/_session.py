@@ -27,7 +27,7 @@ from giants.memcache._protocol import (
     Request,
     RequestParser,
 )
-from giants.memcache._store import ItemTooLarge, NonNumeric, OutOfMemory, Store
+from giants.memcache._store import Item, ItemTooLarge, NonNumeric, OutOfMemory, Store
 
 __all__ = ["Server", "Session", "VERSION"]
 
@@ -68,6 +68,24 @@ class Server:
         lines += list(st.stats.as_dict().items())
         lines += [(k, fn()) for k, fn in self.extra_stats.items()]
         return lines
+
+
+def _values(keys: list[bytes], lookup: Callable[[bytes], Item | None], with_cas: bool
+            ) -> bytes:
+    """A retrieval reply: a ``VALUE`` block per live key found by ``lookup``, then END
+    (lease placeholders and stale items are misses for text commands)."""
+    out = []
+    for key in keys:
+        if len(key) > KEY_MAX_BYTES:
+            return BAD_FORMAT
+        it = lookup(key)
+        if it is None or it.vivified or it.stale:
+            continue
+        v = it.value
+        cas = b" %d" % it.cas if with_cas else b""
+        out.append(b"VALUE %b %d %d%b\r\n%b\r\n" % (key, it.flags, len(v), cas, v))
+    out.append(END)
+    return b"".join(out)
 
 
 def _parse_int(token: bytes) -> int | None:
@@ -143,20 +161,7 @@ class Session:
             if with_cas:
                 return b"VALUE %b %d %d %d\r\n%b\r\nEND\r\n" % (key, it.flags, len(v), it.cas, v)
             return b"VALUE %b %d %d\r\n%b\r\nEND\r\n" % (key, it.flags, len(v), v)
-        out = []
-        for key in keys:
-            if len(key) > KEY_MAX_BYTES:
-                return BAD_FORMAT
-            it = get(key, now)
-            if it is None or it.vivified or it.stale:
-                continue
-            v = it.value
-            if with_cas:
-                out.append(b"VALUE %b %d %d %d\r\n%b\r\n" % (key, it.flags, len(v), it.cas, v))
-            else:
-                out.append(b"VALUE %b %d %d\r\n%b\r\n" % (key, it.flags, len(v), v))
-        out.append(END)
-        return b"".join(out)
+        return _values(keys, lambda k: get(k, now), with_cas)
 
     def _gat(self, req: Request, now: float) -> bytes:
         return self._touch_retrieve(req.args, now, False)
@@ -170,18 +175,8 @@ class Session:
         exptime = _parse_int(args[0])
         if exptime is None:
             return b"CLIENT_ERROR invalid exptime argument\r\n"
-        out = []
-        for key in args[1:]:
-            if len(key) > KEY_MAX_BYTES:
-                return BAD_FORMAT
-            it = self.store.touch(key, exptime, now)
-            if it is None or it.vivified or it.stale:
-                continue
-            v = it.value
-            cas = b" %d" % it.cas if with_cas else b""
-            out.append(b"VALUE %b %d %d%b\r\n%b\r\n" % (key, it.flags, len(v), cas, v))
-        out.append(END)
-        return b"".join(out)
+        store = self.store
+        return _values(args[1:], lambda k: store.touch(k, exptime, now), with_cas)
 
     # -- storage ----------------------------------------------------------------------
 
