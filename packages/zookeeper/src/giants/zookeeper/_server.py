@@ -74,6 +74,10 @@ RETRANSMIT_S = 1.0
 TOUCH_EVERY_S = 0.1
 # A new expiry proposal for a session is made at most this often.
 EXPIRE_RETRY_S = 1.0
+# A server that has known no leader for this long drops its client connections, as a
+# ZooKeeper follower that lost its leader does, so clients move to a server that can
+# reach a quorum (and keep their sessions alive there). Above a normal election.
+LEADERLESS_CLOSE_S = 1.0
 VERSION = "3.8.0-giants"
 # Closed connections remembered, so frames still in flight on one are not mistaken for a
 # new connection's handshake.
@@ -176,6 +180,7 @@ class ZooKeeperServer:
         self._expiring: dict[int, float] = {}
         self._tx_seq: dict[tuple[str, int], int] = {}
         self._forwards: dict[str, list[bytes]] = {}
+        self._leaderless_since: float | None = None
         self._dead: OrderedDict[tuple[str, int], None] = OrderedDict()
         self.now = 0.0
         self.applied_log: list[int] = []  # zxids applied since start, for sim invariants
@@ -503,6 +508,16 @@ class ZooKeeperServer:
 
     def _sessions_tick(self, io: Io) -> None:
         now = io.now
+        if self.consensus.leader() is not None:
+            self._leaderless_since = None
+        elif self._leaderless_since is None:
+            self._leaderless_since = now
+        elif now - self._leaderless_since > LEADERLESS_CLOSE_S:
+            self._leaderless_since = now
+            for conn in list(self.conns.values()):
+                io.probe("zk.leaderless_drops_clients")
+                self._send(conn.key, [], close=True)
+                self._drop_conn(conn.key)
         for conn in list(self.conns.values()):
             if conn.state == "open" and now - conn.last_heard > conn.timeout_ms / 1000:
                 io.probe("zk.silent_connection_closed")
