@@ -6,7 +6,6 @@ one; SIGKILL every server -- a restart recovers the tree and the session table."
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,9 +21,10 @@ pytestmark = pytest.mark.real
 FAST_RETRY = {"max_tries": -1, "delay": 0.05, "max_delay": 0.5}
 
 
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[LocalCluster]:
-    c = start_ensemble(tmp_path / "zk")
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """One ensemble for this module: each test leaves all three servers running."""
+    c = start_ensemble(tmp_path_factory.mktemp("zk-failover"))
     try:
         leader_of(c.endpoints["server"])
         yield c
