@@ -285,8 +285,9 @@ def _ma(store: Store, req: Request, now: float) -> bytes | None:
             store.arith(key, mode in (b"I", b"+"), delta, now)
         except NonNumeric:
             return b"CLIENT_ERROR cannot increment or decrement non-numeric value\r\n"
-        it = store.peek(key, now)
-        assert it is not None
+        cur = store.peek(key, now)
+        assert cur is not None
+        it = cur
         touch = flags.num("T")
         if touch is not None:
             it.exptime = exptime_to_abs(touch, now)

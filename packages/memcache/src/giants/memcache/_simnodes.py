@@ -104,8 +104,8 @@ class CacheNode:
                 store.link(key, body.value, 0, 0.0, now)
             io.reply(env, CacheSetReply(body.key, ok))
         elif isinstance(body, CacheDelete):
-            for key in body.keys:
-                store.delete(key.encode(), now)
+            for k in body.keys:
+                store.delete(k.encode(), now)
             io.reply(env, CacheDeleted(body.batch))
 
 

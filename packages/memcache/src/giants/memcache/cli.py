@@ -16,7 +16,8 @@ __all__ = ["add_memcache_parser", "main"]
 
 
 def add_memcache_parser(subparsers: Any) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("memcache", help="memcache servers, router, invalidation")
+    p: argparse.ArgumentParser = subparsers.add_parser(
+        "memcache", help="memcache servers, router, invalidation")
     sub = p.add_subparsers(dest="memcache_cmd", required=True)
     s = sub.add_parser("serve", help="a memcached-compatible server on 127.0.0.1")
     s.add_argument("--port", type=int, default=11211)

@@ -21,7 +21,7 @@ from giants.core.errors import Rejected
 from giants.core.host import run_process
 from giants.core.process import Durable
 from giants.core.storage import DataDir, SqlDurableStore
-from giants.core.transport import tcp
+from giants.core.transport import StreamClient, tcp
 from giants.memcache._db import DbProcess
 from giants.memcache._messages import (
     DbRead,
@@ -67,7 +67,7 @@ async def db_main(config: dict[str, Any], *,
 class DbClient:
     """Requests to one database node through a shared ``tcp.Client``."""
 
-    def __init__(self, net: tcp.Client, address: str, *, timeout_s: float = DB_TIMEOUT_S
+    def __init__(self, net: StreamClient, address: str, *, timeout_s: float = DB_TIMEOUT_S
                  ) -> None:
         self.net = net
         self.address = address

@@ -141,8 +141,8 @@ class LookasideClient:
         if warm is not None:
             self.stats.warm_hits += 1
             await self.cache.add(k, warm)
-            version, value = decode_value(warm)
-            return ReadResult(version, value, "warm")
+            warm_version, warm_value = decode_value(warm)
+            return ReadResult(warm_version, warm_value, "warm")
         version, value, source = await self._read_db(key)
         await self.cache.add(k, encode_value(version, value))
         return ReadResult(version, value, source)

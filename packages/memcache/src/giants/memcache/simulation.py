@@ -22,8 +22,10 @@ from __future__ import annotations
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Final
 
+from giants.core.process import Durable, Io, Process
 from giants.core.sim import SimNetworkOptions, Simulation
 from giants.core.trace import TraceWriter
 from giants.memcache._db import DbProcess
@@ -80,28 +82,27 @@ class MemcacheSimResult:
 
 def _build(sim: Simulation, use_leases: bool, clients_per_cluster: int
            ) -> tuple[list[_Region], list[str]]:
-    sim.add_process("db", lambda d: DbProcess(d), tick_s=0.01)
-    sim.add_process("db-r", lambda d: DbProcess(d, upstream="db"), tick_s=0.01)
+    sim.add_process("db", DbProcess, tick_s=0.01)
+    sim.add_process("db-r", partial(DbProcess, upstream="db"), tick_s=0.01)
     clusters = {"a1": "A", "a2": "A", "b1": "B"}
     caches = {c: [f"{c}-mc{i}" for i in range(2)] for c in clusters}
     for names in caches.values():
         for n in names:
-            sim.add_process(n, lambda d: CacheNode(d), tick_s=0.1)
+            sim.add_process(n, CacheNode, tick_s=0.1)
     regions = [
         _Region("A", "db", "squeal-a", caches["a1"] + caches["a2"]),
         _Region("B", "db-r", "squeal-b", caches["b1"]),
     ]
     for r in regions:
         targets = list(r.caches)
-        sim.add_process(r.squeal, lambda d, r=r, t=targets: SquealNode(d, db=r.db, targets=t),
-                        tick_s=0.005)
+        sim.add_process(r.squeal, partial(_squeal, db=r.db, targets=targets), tick_s=0.005)
     webs = []
     for cluster, region in clusters.items():
         read_db = "db" if region == "A" else "db-r"
         for i in range(clients_per_cluster):
             name = f"web-{cluster}-{i}"
-            sim.add_process(name, lambda d, c=cluster, rd=read_db: WebNode(
-                d, caches=caches[c], db=rd, write_db="db", use_leases=use_leases), tick_s=0.005)
+            sim.add_process(name, partial(_web, caches=caches[cluster], db=read_db,
+                                          use_leases=use_leases), tick_s=0.005)
             webs.append(name)
     return regions, webs
 
@@ -144,14 +145,13 @@ def run_memcache_sim(seed: int, *, ops: int = 400, nemesis: str = "loss,duplicat
             issued[0] += 1
             key = rng.choice(KEYS)
             if rng.random() < WRITE_FRACTION:
-                value = f"{web}#{issued[0]}"
-                sim.invoke(web, lambda p, io, k=key, v=value: p.write(io, k, v))
+                sim.invoke(web, partial(_write, key=key, value=f"{web}#{issued[0]}"))
             else:
-                sim.invoke(web, lambda p, io, k=key: p.read(io, k))
-        sim.after(rng.uniform(*OP_GAP_S), lambda: op(web))
+                sim.invoke(web, partial(_read, key=key))
+        sim.after(rng.uniform(*OP_GAP_S), partial(op, web))
 
     for web in webs:
-        sim.after(rng.uniform(*OP_GAP_S), lambda w=web: op(w))
+        sim.after(rng.uniform(*OP_GAP_S), partial(op, web))
     if "crash" in kinds:
         _schedule_crashes(sim, [c for r in regions for c in r.caches] + [r.squeal for r in regions],
                           lambda: issued[0] >= ops)
@@ -163,6 +163,24 @@ def run_memcache_sim(seed: int, *, ops: int = 400, nemesis: str = "loss,duplicat
     _settle(sim, regions)
     mismatches = _final_check(sim, regions)
     return _result(sim, seed, ops, webs, violations, mismatches, commit_at, regions)
+
+
+def _squeal(durable: Durable, *, db: str, targets: list[str]) -> SquealNode:
+    return SquealNode(durable, db=db, targets=targets)
+
+
+def _web(durable: Durable, *, caches: list[str], db: str, use_leases: bool) -> WebNode:
+    return WebNode(durable, caches=caches, db=db, write_db="db", use_leases=use_leases)
+
+
+def _write(proc: Process, io: Io, *, key: str, value: str) -> None:
+    assert isinstance(proc, WebNode)
+    proc.write(io, key, value)
+
+
+def _read(proc: Process, io: Io, *, key: str) -> None:
+    assert isinstance(proc, WebNode)
+    proc.read(io, key)
 
 
 def _check_region(sim: Simulation, r: _Region, violations: list[str]) -> None:
