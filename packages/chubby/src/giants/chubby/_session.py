@@ -1,0 +1,426 @@
+"""The Chubby client library's deciding logic, sans-I/O (Burrows, OSDI 2006, §2.8
+"Sessions and KeepAlives", §2.9 "Caching", §2.12 "Fail-overs").
+
+``ClientCore`` owns a session: it finds the master (``WhereIsMaster`` to every
+replica), creates the session, keeps exactly one ``KeepAlive`` outstanding, keeps the
+**local lease** (``send time of the KeepAlive + the lease the reply grants``, which is
+never later than the master's, since the master counts from when it received it), and
+runs the paper's states:
+
+* ``safe``      -- the local lease is valid; cached data may be used;
+* ``jeopardy``  -- the local lease ran out: the cache is emptied, new calls wait, and
+  KeepAlives go to whichever replica is master now, for up to ``grace_s``;
+* ``expired``   -- the grace period ended (or the master said so): every call fails.
+
+A KeepAlive reply carries events; ``invalidate`` drops a cached path, ``failover`` (a
+new master) and ``flush`` drop the whole cache. The next KeepAlive acknowledges them,
+which is what lets the master finish a modification. Caching is write-through: a
+modification drops the writer's own entry when it is sent and again when it returns,
+and a read result is cached only if no invalidation of its path (nor a flush) arrived
+while it was in flight, and the master said it was cacheable.
+
+Inputs: ``submit(now, op, args) -> op id``, ``on_reply(now, token, body)`` (``body`` may
+be an ``ErrorReply``), ``tick(now)``. Outputs: ``take_outbox()`` -> ``(token, target,
+body)`` to send, ``take_completed()`` -> ``(op id, error or None, value)``,
+``take_events()`` -> events for the application. The core times requests out itself.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from giants.chubby._master import CACHED_OPS
+from giants.chubby._messages import (
+    READ_OPS,
+    Call,
+    CallResult,
+    CreateSession,
+    KeepAlive,
+    KeepAliveReply,
+    MasterInfo,
+    SessionInfo,
+    WhereIsMaster,
+)
+from giants.core.envelope import ErrorReply
+from giants.core.errors import (
+    GiantsError,
+    NotLeader,
+    Rejected,
+    Timeout,
+    Unavailable,
+)
+
+__all__ = ["ClientCore", "ClientOptions"]
+
+# Calls queued in one client library before submit refuses more.
+MAX_QUEUED_OPS = 10_000
+
+
+@dataclass(frozen=True)
+class ClientOptions:
+    grace_s: float = 45.0
+    attempt_s: float = 0.5        # one request attempt before it is sent again
+    op_timeout_s: float = 30.0    # a call gives up (Timeout) after this long
+    cache: bool = True
+    # A KeepAlive not answered this long before the local lease ends is sent again
+    # (it or its reply was lost: the master answers well before the lease ends), and
+    # then every third of this until an answer comes.
+    resend_before_s: float = 0.5
+
+
+@dataclass
+class Op:
+    op_id: int
+    op: str
+    args: list[Any]
+    deadline: float
+    seq: int = 0
+    path: str = ""
+    token: int = 0
+    sent_at: float = -1.0
+    gens: tuple[int, int] = (0, 0)
+
+
+@dataclass
+class Request:
+    body: Any
+    target: str
+    deadline: float
+    op: Op | None = None
+    sent_at: float = 0.0
+
+
+@dataclass
+class _Cache:
+    entries: dict[tuple[str, str], Any] = field(default_factory=dict)
+    path_gen: dict[str, int] = field(default_factory=dict)
+    gen: int = 0
+
+    def drop(self, path: str) -> None:
+        self.path_gen[path] = self.path_gen.get(path, 0) + 1
+        for op in CACHED_OPS:
+            self.entries.pop((op, path), None)
+
+    def flush(self) -> None:
+        self.gen += 1
+        self.entries.clear()
+
+
+class ClientCore:
+    """A Chubby client session. See the module docstring."""
+
+    def __init__(self, replicas: list[str], *, user: str, nonce: str,
+                 options: ClientOptions | None = None) -> None:
+        assert replicas, "a client needs at least one replica address"
+        self.replicas = list(replicas)
+        self.user = user
+        self.nonce = nonce
+        self.opts = options or ClientOptions()
+        self.state = "connecting"
+        self.session = 0
+        self.epoch = 0
+        self.lease_end = 0.0
+        self.grace_end = 0.0
+        self.master: str | None = None
+        self.addresses: dict[str, str] = {}
+        self.last_event = 0
+        self.events_epoch = 0       # the epoch whose master numbered last_event
+        self.cache = _Cache()
+        self.handles: dict[int, str] = {}
+        self._seq = 0
+        self._tokens = 0
+        self._ops = 0
+        self._requests: dict[int, Request] = {}
+        self._writes: deque[Op] = deque()
+        self._reads: list[Op] = []
+        self._keepalive = 0
+        self._discovering = 0.0
+        self._outbox: list[tuple[int, str, Any]] = []
+        self._completed: list[tuple[int, GiantsError | None, Any]] = []
+        self._events: list[list[Any]] = []
+        self.stats = {"cache_hits": 0, "reads_sent": 0, "keepalives": 0, "jeopardy": 0}
+
+    # -- outputs ----------------------------------------------------------------------
+
+    def take_outbox(self) -> list[tuple[int, str, Any]]:
+        out, self._outbox = self._outbox, []
+        return out
+
+    def take_completed(self) -> list[tuple[int, GiantsError | None, Any]]:
+        out, self._completed = self._completed, []
+        return out
+
+    def take_events(self) -> list[list[Any]]:
+        out, self._events = self._events, []
+        return out
+
+    # -- inputs -----------------------------------------------------------------------
+
+    def start(self, now: float) -> None:
+        self._discover(now)
+
+    def submit(self, now: float, op: str, args: list[Any]) -> int:
+        """Queue a call; its outcome comes out of ``take_completed``."""
+        self._ops += 1
+        o = Op(self._ops, op, list(args), now + self.opts.op_timeout_s)
+        if self.state == "expired":
+            self._complete(o, Rejected("session expired", reason="session_expired"), None)
+            return o.op_id
+        if len(self._writes) + len(self._reads) >= MAX_QUEUED_OPS:
+            self._complete(o, Unavailable("too many calls queued"), None)
+            return o.op_id
+        o.path = self._path_of(op, args)
+        if op in READ_OPS or op == "lookup":
+            key = (op, o.path)
+            if self.opts.cache and op in CACHED_OPS and key in self.cache.entries:
+                self.stats["cache_hits"] += 1
+                self._complete(o, None, self.cache.entries[key])
+                return o.op_id
+            self._reads.append(o)
+        else:
+            self._writes.append(o)
+        self._pump(now)
+        return o.op_id
+
+    def on_reply(self, now: float, token: int, body: Any) -> None:
+        req = self._requests.pop(token, None)
+        if req is None:
+            return
+        if isinstance(body, MasterInfo):
+            self._on_master_info(now, body)
+        elif isinstance(req.body, CreateSession):
+            self._on_session_reply(now, req, body)
+        elif isinstance(req.body, KeepAlive):
+            self._on_keepalive_reply(now, req, body)
+        elif req.op is not None:
+            self._on_call_reply(now, req, req.op, body)
+        self._pump(now)
+
+    def tick(self, now: float) -> None:
+        for token, req in sorted(self._requests.items()):
+            if req.deadline <= now:
+                del self._requests[token]
+                self._on_timeout(now, req)
+        if self.state == "safe" and now >= self.lease_end:
+            self._enter_jeopardy(now)
+        if self.state == "jeopardy" and now >= self.grace_end:
+            self._expire("grace period over")
+        for o in [*self._writes, *self._reads]:
+            if now >= o.deadline and not (o.token and o.token in self._requests):
+                self._drop_op(o)
+                self._complete(o, Timeout(f"{o.op} not answered within "
+                                          f"{self.opts.op_timeout_s}s"), None)
+        if self.master is None and now >= self._discovering:
+            self._discover(now)
+        self._pump(now)
+
+    # -- session and KeepAlives -------------------------------------------------------
+
+    def _send(self, now: float, target: str, body: Any, timeout_s: float,
+              op: Op | None = None) -> int:
+        self._tokens += 1
+        self._requests[self._tokens] = Request(body, target, now + timeout_s, op, now)
+        self._outbox.append((self._tokens, target, body))
+        return self._tokens
+
+    def _discover(self, now: float) -> None:
+        self._discovering = now + self.opts.attempt_s
+        for r in self.replicas:
+            self._send(now, r, WhereIsMaster(), self.opts.attempt_s)
+
+    def _on_master_info(self, now: float, info: MasterInfo) -> None:
+        self.addresses.update(info.replicas)
+        if info.master is not None and self.master is None:
+            self.master = self.addresses.get(info.master, info.master)
+
+    def _lost_master(self, now: float) -> None:
+        self.master = None
+        if now >= self._discovering:
+            self._discover(now)
+
+    def _on_session_reply(self, now: float, req: Request, body: Any) -> None:
+        if isinstance(body, SessionInfo) and self.state == "connecting":
+            self.session, self.epoch = body.session, body.epoch
+            self.events_epoch = body.epoch
+            self.lease_end = req.sent_at + body.lease_s
+            self._become("safe")
+        elif isinstance(body, ErrorReply):
+            self._lost_master(now)
+
+    def _keepalive_due(self, now: float) -> None:
+        if self.state not in ("safe", "jeopardy") or self._keepalive or self.master is None:
+            return
+        early = self.opts.resend_before_s
+        if self.state == "safe" and now < self.lease_end - early:
+            timeout = self.lease_end - early - now
+        elif self.state == "safe":
+            timeout = early / 3
+        else:
+            timeout = self.opts.attempt_s
+        self.stats["keepalives"] += 1
+        self._keepalive = self._send(now, self.master,
+                                     KeepAlive(self.session, self.events_epoch,
+                                               self.last_event),
+                                     timeout)
+
+    def _on_keepalive_reply(self, now: float, req: Request, body: Any) -> None:
+        self._keepalive = 0
+        if isinstance(body, ErrorReply):
+            exc = body.exception()
+            if isinstance(exc, Rejected) and exc.detail.get("reason") == "session_expired":
+                self._expire("the master expired the session")
+            else:
+                self._lost_master(now)
+            return
+        if not isinstance(body, KeepAliveReply) or self.state == "expired":
+            return
+        self.epoch = max(self.epoch, body.epoch)
+        if body.epoch != self.events_epoch:
+            # a new master numbers its events afresh (its first is the fail-over event)
+            self.events_epoch, self.last_event = body.epoch, 0
+        self.lease_end = max(self.lease_end, req.sent_at + body.lease_s)
+        for seq, kind, path, detail, hid in body.events:
+            if seq <= self.last_event:
+                continue
+            self.last_event = seq
+            if kind == "invalidate":
+                self.cache.drop(path)
+            elif kind in ("failover", "flush"):
+                self.cache.flush()
+            if kind not in ("invalidate", "flush"):
+                self._events.append([kind, path, detail, hid])
+        if self.state == "jeopardy" and now < self.lease_end:
+            self._become("safe")
+
+    def _enter_jeopardy(self, now: float) -> None:
+        self.stats["jeopardy"] += 1
+        self.grace_end = self.lease_end + self.opts.grace_s
+        self.cache.flush()
+        self._become("jeopardy")
+        if self._keepalive:
+            self._requests.pop(self._keepalive, None)
+            self._keepalive = 0
+        self._lost_master(now)
+
+    def _expire(self, why: str) -> None:
+        if self.state == "expired":
+            return
+        self.cache.flush()
+        self._become("expired")
+        for o in [*self._writes, *self._reads]:
+            self._complete(o, Rejected(f"session expired: {why}", reason="session_expired"),
+                           None)
+        self._writes.clear()
+        self._reads.clear()
+        self._requests.clear()
+
+    def _become(self, state: str) -> None:
+        self.state = state
+        self._events.append([state, "", "", 0])
+
+    # -- calls ------------------------------------------------------------------------
+
+    def _pump(self, now: float) -> None:
+        if self.state == "connecting" and self.master is not None and not self._requests_of(
+                CreateSession):
+            self._send(now, self.master, CreateSession(self.user, self.nonce),
+                       self.opts.attempt_s)
+        self._keepalive_due(now)
+        if self.state != "safe" or self.master is None:
+            return
+        if self._writes and self._writes[0].token not in self._requests:
+            self._send_op(now, self._writes[0])
+        for o in self._reads:
+            if not o.token or o.token not in self._requests:
+                self._send_op(now, o)
+
+    def _requests_of(self, kind: type) -> bool:
+        return any(isinstance(r.body, kind) for r in self._requests.values())
+
+    def _send_op(self, now: float, o: Op) -> None:
+        assert self.master is not None
+        if o.op not in READ_OPS and o.op != "lookup":
+            if not o.seq:
+                self._seq += 1
+                o.seq = self._seq
+            if o.path:
+                self.cache.drop(o.path)
+        else:
+            self.stats["reads_sent"] += 1
+            o.gens = (self.cache.gen, self.cache.path_gen.get(o.path, 0))
+        wait = self.opts.attempt_s
+        if o.op == "acquire":
+            wait = max(wait, min(o.deadline - now, 5.0))
+        body = Call(self.session, self.epoch, o.seq, o.op, o.args)
+        o.token = self._send(now, self.master, body, wait, o)
+
+    def _on_call_reply(self, now: float, req: Request, o: Op, body: Any) -> None:
+        o.token = 0
+        if isinstance(body, CallResult):
+            self._call_done(o, body)
+            return
+        exc = body.exception() if isinstance(body, ErrorReply) else None
+        if exc is None:
+            self._drop_op(o)
+            self._complete(o, Rejected(f"unexpected reply {type(body).__name__}"), None)
+            return
+        reason = getattr(exc, "detail", {}).get("reason")
+        if isinstance(exc, NotLeader) or (isinstance(exc, Unavailable)
+                                          and reason == "takeover"):
+            self._lost_master(now)
+        elif isinstance(exc, Rejected) and reason == "old_epoch":
+            self.epoch = max(self.epoch, int(exc.detail.get("epoch", self.epoch)))
+        elif isinstance(exc, Rejected) and reason == "session_expired":
+            self._expire("the master expired the session")
+        else:
+            self._drop_op(o)
+            self._complete(o, exc, None)
+
+    def _call_done(self, o: Op, reply: CallResult) -> None:
+        value = reply.result
+        if o.op == "acquire" and isinstance(value, list) and value and value[0] is False:
+            o.seq = 0           # lost a race at apply time: ask again as a new call
+            return
+        self._drop_op(o)
+        if o.op == "open" and isinstance(value, list):
+            self.handles[value[0]] = o.args[0]
+        if o.op == "close":
+            self.handles.pop(o.args[0], None)
+        if o.op not in READ_OPS and o.op != "lookup" and o.path:
+            self.cache.drop(o.path)
+        if (self.opts.cache and reply.cacheable and o.op in CACHED_OPS
+                and self.state == "safe"
+                and o.gens == (self.cache.gen, self.cache.path_gen.get(o.path, 0))):
+            self.cache.entries[(o.op, o.path)] = value
+        self._complete(o, None, value)
+
+    def _on_timeout(self, now: float, req: Request) -> None:
+        if isinstance(req.body, KeepAlive):
+            self._keepalive = 0
+            if self.state == "safe" and now >= self.lease_end:
+                self._enter_jeopardy(now)
+            elif self.state == "jeopardy":
+                self._lost_master(now)
+        elif isinstance(req.body, (CreateSession, Call)):
+            if req.op is not None:
+                req.op.token = 0
+            self._lost_master(now)
+
+    def _drop_op(self, o: Op) -> None:
+        if o in self._writes:
+            self._writes.remove(o)
+        elif o in self._reads:
+            self._reads.remove(o)
+
+    def _complete(self, o: Op, err: GiantsError | None, value: Any) -> None:
+        self._completed.append((o.op_id, err, value))
+
+    def _path_of(self, op: str, args: list[Any]) -> str:
+        if op in ("open", "lookup") and args and isinstance(args[0], str):
+            return args[0]
+        if args and isinstance(args[0], int) and op not in ("check_sequencer",):
+            return self.handles.get(args[0], "")
+        return ""
+
