@@ -215,3 +215,15 @@ def test_squeal_round_needs_every_cluster_and_resends() -> None:
     assert core.on_ack("c2", batches[1].round_id)
     assert core.position == 3
     assert core.next_read() == 3
+
+
+@given(st.binary(min_size=1, max_size=260).filter(lambda k: b"\n" not in k and b" " not in k),
+       st.booleans())
+@settings(max_examples=200, deadline=None)
+def test_single_get_fast_path_equals_the_general_path(key: bytes, stored: bool) -> None:
+    fast, slow = Session(Server(Store())), Session(Server(Store()))
+    if stored and len(key) <= 250 and b"\r" not in key:
+        for s in (fast, slow):
+            s.feed(b"set %b 7 0 2\r\nhi\r\n" % key, NOW)
+    request = b"get %b\r\n" % key
+    assert fast.feed(request, NOW) == slow.feed(request[:3], NOW) + slow.feed(request[3:], NOW)

@@ -136,6 +136,10 @@ class RequestParser:
         """Bytes received but not yet consumed (a partial command or value)."""
         return len(self._buf) - self._pos + self._swallow
 
+    def idle(self) -> bool:
+        """Nothing buffered: the next bytes start a new request."""
+        return self._pos == len(self._buf) and self._pending is None and not self._swallow
+
     def in_value(self) -> bool:
         """True while a data block is only partly received (a mid-value disconnect)."""
         return self._pending is not None or self._swallow > 0

@@ -120,6 +120,12 @@ class Session:
     def feed(self, data: bytes, now: float) -> bytes:
         """Replies to every complete request in the bytes received so far."""
         parser = self.parser
+        if data[:4] == b"get " and data[-2:] == b"\r\n" and parser.idle():
+            # Fast path for the commonest request, one complete single-key get: the
+            # same reply as the general path, without building a Request.
+            key = data[4:-2]
+            if key.split() == [key] and b"\n" not in key:
+                return self._retrieve([key], now, False)
         parser.feed(data)
         out: list[bytes] = []
         handlers = self._handlers
