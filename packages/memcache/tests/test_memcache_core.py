@@ -227,3 +227,21 @@ def test_single_get_fast_path_equals_the_general_path(key: bytes, stored: bool) 
             s.feed(b"set %b 7 0 2\r\nhi\r\n" % key, NOW)
     request = b"get %b\r\n" % key
     assert fast.feed(request, NOW) == slow.feed(request[:3], NOW) + slow.feed(request[3:], NOW)
+
+
+@given(st.lists(st.binary(max_size=12), min_size=1, max_size=7), st.binary(max_size=40))
+@settings(max_examples=300, deadline=None)
+def test_set_fast_path_equals_the_general_path(tokens: list[bytes], value: bytes) -> None:
+    """Whatever follows ``set ``, one-chunk and split feeding give the same replies and
+    the same stored state."""
+    line = b"set " + b" ".join(tokens)
+    for data in (line + b"\r\n" + value + b"\r\n", b"set k 3 0 %d\r\n%b\r\n" % (len(value), value)):
+        fast, slow = Session(Server(Store())), Session(Server(Store()))
+        out_fast = fast.feed(data, NOW) + fast.feed(b"mn\r\n", NOW)
+        out_slow = slow.feed(data[:2], NOW) + slow.feed(data[2:], NOW) + slow.feed(b"mn\r\n", NOW)
+        assert out_fast == out_slow
+        assert fast.closed == slow.closed
+        for key in fast.store.keys():
+            a, b = fast.store.peek(key, NOW), slow.store.peek(key, NOW)
+            assert a is not None and b is not None
+            assert (a.value, a.flags, a.exptime) == (b.value, b.flags, b.exptime)

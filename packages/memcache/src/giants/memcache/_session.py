@@ -27,6 +27,7 @@ from giants.memcache._protocol import (
     Request,
     RequestParser,
 )
+from giants.memcache._slabs import item_total_size
 from giants.memcache._store import Item, ItemTooLarge, NonNumeric, OutOfMemory, Store
 
 __all__ = ["Server", "Session", "VERSION"]
@@ -41,6 +42,7 @@ TOO_LARGE: Final = b"SERVER_ERROR object too large for cache\r\n"
 NO_MEMORY: Final = b"SERVER_ERROR out of memory storing object\r\n"
 BAD_DELETE: Final = b"CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]\r\n"
 _MAX_U64: Final = 2**64 - 1
+_MAX_U32: Final = 2**32 - 1
 
 
 @dataclass
@@ -126,6 +128,10 @@ class Session:
             key = data[4:-2]
             if key.split() == [key] and b"\n" not in key:
                 return self._retrieve([key], now, False)
+        elif data[:4] == b"set " and parser.idle():
+            reply = self._fast_set(data, now)
+            if reply is not None:
+                return reply
         parser.feed(data)
         out: list[bytes] = []
         handlers = self._handlers
@@ -143,6 +149,29 @@ class Session:
             if reply is not None:
                 out.append(reply)
         return b"".join(out)
+
+    def _fast_set(self, data: bytes, now: float) -> bytes | None:
+        """One complete, well-formed ``set`` without noreply in ``data``: stored
+        directly; None (use the general path) for anything else."""
+        eol = data.find(b"\r\n")
+        if eol < 0:
+            return None
+        tokens = data[:eol].split()
+        if len(tokens) != 5 or not (tokens[2].isdigit() and tokens[3].isdigit()
+                                    and tokens[4].isdigit()):
+            return None
+        key, nbytes = tokens[1], int(tokens[4])
+        start = eol + 2
+        if (len(data) != start + nbytes + 2 or data[-2:] != b"\r\n"
+                or len(key) > KEY_MAX_BYTES or int(tokens[2]) > _MAX_U32
+                or item_total_size(len(key), nbytes) > self.store.item_size_max
+                or data.count(b"\n", 0, start) != 1):
+            return None
+        try:
+            self.store.store(b"set", key, data[start:-2], int(tokens[2]), int(tokens[3]), now)
+        except OutOfMemory:
+            return NO_MEMORY
+        return STORED
 
     # -- retrieval --------------------------------------------------------------------
 
