@@ -9,6 +9,9 @@ import random
 import struct
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from giants.core.consensus import ConsensusConfig
 from giants.core.envelope import Envelope
 from giants.core.process import Durable, Io
@@ -27,6 +30,10 @@ from giants.zookeeper._server import ServerOptions, ZooKeeperServer
 from giants.zookeeper._tree import CONTAINER_OWNER, DataTree
 
 ACL = [[31, "world", "anyone"]]
+SAMPLE_FRAMES = [encode_request(7, op, body)[4:] for op, body in (
+    (Op.CREATE, ["/f", b"d", ACL, 1]), (Op.SET_DATA, ["/keep", b"x", -1]),
+    (Op.MULTI, [[Op.CREATE, ["/m", b"", ACL, 0]], [Op.DELETE, ["/keep", -1]]]),
+    (Op.GET_CHILDREN, ["/", True]), (Op.AUTH, [0, "digest", b"u:p"]), (Op.SYNC, ["/"]))]
 
 
 class Harness:
@@ -219,3 +226,30 @@ def test_frames_split_anywhere_decode_the_same() -> None:
     reader = FrameReader()
     frames = reader.feed(data[:7]) + reader.feed(data[7:])
     assert len(frames) == 5
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.one_of(
+    st.binary(max_size=64),
+    st.sampled_from(SAMPLE_FRAMES).flatmap(
+        lambda f: st.tuples(st.integers(0, len(f) - 1), st.integers(0, 255)).map(
+            lambda m: f[:m[0]] + bytes([m[1]]) + f[m[0] + 1:]))),
+    min_size=1, max_size=8))
+def test_fuzzed_frames_never_break_the_server(frames: list[bytes]) -> None:
+    """Random and mutated frames on one connection: the server never raises, the bad
+    connection is at worst closed, and another connection keeps working."""
+    h = Harness()
+    h.connect(1)
+    h.connect(2)
+    assert h.call(1, 1, Op.CREATE, ["/keep", b"v", ACL, 0])[0] == Err.OK
+    for data in frames:
+        if 2 in h.closed:
+            break
+        h.frame(2, data)
+    assert 1 not in h.closed
+    # Fuzzed frames may be valid requests (set or delete /keep): only insist on an answer.
+    assert h.call(1, 2, Op.GET_DATA, ["/keep", False])[0] in (Err.OK, Err.NO_NODE)
+    assert h.call(1, 3, Op.CREATE, ["/after", b"", ACL, 0])[0] in (Err.OK, Err.NODE_EXISTS)
+    for path, node in h.server.tree.nodes.items():
+        if node.owner > 0:
+            assert node.owner in h.server.tree.sessions, path
