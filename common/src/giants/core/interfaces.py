@@ -36,7 +36,8 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-__all__ = ["FileInfo", "FileSystem", "FileSystemFactory"]
+__all__ = ["FileInfo", "FileSystem", "FileSystemFactory", "Sequencer", "LockService",
+           "LockServiceFactory"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,3 +105,71 @@ class FileSystem(Protocol):
 
 FileSystemFactory = Callable[..., AbstractAsyncContextManager[FileSystem]]
 """``factory(endpoints: list[str], **options: Any)`` -> ``async with`` -> FileSystem."""
+
+
+# -- LockService (Chubby paper §2.1, §2.4) ---------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Sequencer:
+    """A fencing token (Chubby §2.4): the lock's name, its mode (``"x"`` exclusive or
+    ``"s"`` shared) and its lock generation, which grows every time the lock goes from
+    free to held. A server given a sequencer asks ``check_sequencer`` (or compares
+    generations) before acting for the holder, so a stale holder is refused."""
+
+    name: str
+    mode: str
+    generation: int
+
+
+@runtime_checkable
+class LockService(Protocol):
+    """A coarse-grained lock service client over one session (Chubby; ZooKeeper recipes).
+
+    Names are slash-separated (``"bigtable/master"``); the provider maps them into its
+    namespace and creates parents as needed. Errors are from ``giants.core.errors``:
+    ``Rejected`` for a malformed name or a call the session may not make (permission,
+    releasing a lock not held, an expired session: ``detail["reason"]`` says which),
+    ``Timeout`` when ``acquire`` did not get the lock within ``timeout_s`` or the service
+    did not answer (indefinite: the call may have happened). A failed call changes
+    nothing the caller can observe, except that an indefinite ``acquire`` may have taken
+    the lock, which the session then holds until ``release`` or the session ends.
+    """
+
+    async def acquire(self, name: str, *, exclusive: bool = True,
+                      timeout_s: float | None = None) -> Sequencer:
+        """Block until the lock is held; returns its fencing token."""
+        ...
+
+    async def release(self, name: str) -> None:
+        """Release a lock this session holds."""
+        ...
+
+    async def check_sequencer(self, sequencer: Sequencer) -> bool:
+        """True while ``sequencer``'s lock is still held at that generation and mode."""
+        ...
+
+    async def read(self, name: str) -> bytes | None:
+        """A small file's contents (None if it does not exist)."""
+        ...
+
+    async def write(self, name: str, data: bytes) -> None:
+        """Create or overwrite a small file."""
+        ...
+
+    async def watch(self, name: str) -> None:
+        """Return when ``name``'s contents, children or lock next change."""
+        ...
+
+    def leadership(self, name: str, identity: str) -> AbstractAsyncContextManager[Sequencer]:
+        """Leader election: wait to hold ``name`` exclusively, publish ``identity`` in it,
+        yield the sequencer; leave by exiting the context (the lock is released)."""
+        ...
+
+    async def leader(self, name: str) -> str | None:
+        """The identity the current leader of ``name`` published (None if none)."""
+        ...
+
+
+LockServiceFactory = Callable[..., AbstractAsyncContextManager[LockService]]
+"""``factory(endpoints: list[str] | str, **options: Any)`` -> ``async with`` -> LockService."""

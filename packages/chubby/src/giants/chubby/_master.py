@@ -211,7 +211,7 @@ class ChubbyReplica:
             raise Rejected(f"old master epoch {body.epoch}", reason="old_epoch",
                            epoch=self.db.epoch)
         validate_call(body.op, body.args, self.opts.cell)
-        if body.op in READ_OPS or body.op == "lookup":
+        if body.op in READ_OPS:
             self._token += 1
             self.consensus.read_barrier(io, self._token)
             self.reads[self._token] = (env, body)

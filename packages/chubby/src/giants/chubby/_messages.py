@@ -24,7 +24,7 @@ __all__ = ["CreateSession", "SessionInfo", "KeepAlive", "KeepAliveReply", "Call"
            "WhereIsMaster", "MasterInfo", "READ_OPS", "WRITE_OPS"]
 
 # Operations answered from the master's applied database after a read barrier.
-READ_OPS = frozenset({"read", "stat", "readdir", "sequencer", "check_sequencer"})
+READ_OPS = frozenset({"read", "stat", "readdir", "sequencer", "check_sequencer", "lookup"})
 # Operations that go through the replicated log.
 WRITE_OPS = frozenset({"open", "close", "write", "delete", "acquire", "try_acquire",
                        "release", "set_acl"})

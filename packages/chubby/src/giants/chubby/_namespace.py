@@ -58,7 +58,7 @@ _SHAPES: dict[str, tuple[type | tuple[type, ...] | None, ...]] = {
     "close": (int,), "delete": (int,), "release": (int,), "stat": (int,), "read": (int,),
     "readdir": (int,), "sequencer": (int,), "write": (int, bytes, int),
     "acquire": (int, str), "try_acquire": (int, str), "set_acl": (int, list),
-    "check_sequencer": (None,), "end_session": (),
+    "check_sequencer": (None,), "end_session": (), "lookup": (str,),
 }
 
 

@@ -12,6 +12,10 @@ runs the paper's states:
   KeepAlives go to whichever replica is master now, for up to ``grace_s``;
 * ``expired``   -- the grace period ended (or the master said so): every call fails.
 
+``adopt=(session, epoch)`` takes over a live session another client process created
+(the ``giants chubby unlock`` command does this to release a lock held by a session it
+knows the id of): the core starts in jeopardy and is safe once a KeepAlive succeeds.
+
 A KeepAlive reply carries events; ``invalidate`` drops a cached path, ``failover`` (a
 new master) and ``flush`` drop the whole cache. The next KeepAlive acknowledges them,
 which is what lets the master finish a modification. Caching is write-through: a
@@ -112,7 +116,8 @@ class ClientCore:
     """A Chubby client session. See the module docstring."""
 
     def __init__(self, replicas: list[str], *, user: str, nonce: str,
-                 options: ClientOptions | None = None) -> None:
+                 options: ClientOptions | None = None,
+                 adopt: tuple[int, int] | None = None) -> None:
         assert replicas, "a client needs at least one replica address"
         self.replicas = list(replicas)
         self.user = user
@@ -137,14 +142,20 @@ class ClientCore:
         self._reads: list[Op] = []
         self._keepalive = 0
         self._discovering = 0.0
-        self._outbox: list[tuple[int, str, Any]] = []
+        self._outbox: list[tuple[int, str, Any, float]] = []
         self._completed: list[tuple[int, GiantsError | None, Any]] = []
         self._events: list[list[Any]] = []
+        if adopt is not None:
+            self.session, self.epoch = adopt
+            self.state = "jeopardy"
+            self.grace_end = float("inf")
         self.stats = {"cache_hits": 0, "reads_sent": 0, "keepalives": 0, "jeopardy": 0}
 
     # -- outputs ----------------------------------------------------------------------
 
-    def take_outbox(self) -> list[tuple[int, str, Any]]:
+    def take_outbox(self) -> list[tuple[int, str, Any, float]]:
+        """``(token, target, body, timeout_s)``: after ``timeout_s`` the core has given
+        up on the request by itself (a driver may cancel it then)."""
         out, self._outbox = self._outbox, []
         return out
 
@@ -159,6 +170,8 @@ class ClientCore:
     # -- inputs -----------------------------------------------------------------------
 
     def start(self, now: float) -> None:
+        if self.grace_end == float("inf"):
+            self.grace_end = now + self.opts.grace_s
         self._discover(now)
 
     def submit(self, now: float, op: str, args: list[Any]) -> int:
@@ -172,7 +185,7 @@ class ClientCore:
             self._complete(o, Unavailable("too many calls queued"), None)
             return o.op_id
         o.path = self._path_of(op, args)
-        if op in READ_OPS or op == "lookup":
+        if op in READ_OPS:
             key = (op, o.path)
             if self.opts.cache and op in CACHED_OPS and key in self.cache.entries:
                 self.stats["cache_hits"] += 1
@@ -222,7 +235,7 @@ class ClientCore:
               op: Op | None = None) -> int:
         self._tokens += 1
         self._requests[self._tokens] = Request(body, target, now + timeout_s, op, now)
-        self._outbox.append((self._tokens, target, body))
+        self._outbox.append((self._tokens, target, body, timeout_s))
         return self._tokens
 
     def _discover(self, now: float) -> None:
@@ -341,7 +354,7 @@ class ClientCore:
 
     def _send_op(self, now: float, o: Op) -> None:
         assert self.master is not None
-        if o.op not in READ_OPS and o.op != "lookup":
+        if o.op not in READ_OPS:
             if not o.seq:
                 self._seq += 1
                 o.seq = self._seq
@@ -388,7 +401,7 @@ class ClientCore:
             self.handles[value[0]] = o.args[0]
         if o.op == "close":
             self.handles.pop(o.args[0], None)
-        if o.op not in READ_OPS and o.op != "lookup" and o.path:
+        if o.op not in READ_OPS and o.path:
             self.cache.drop(o.path)
         if (self.opts.cache and reply.cacheable and o.op in CACHED_OPS
                 and self.state == "safe"

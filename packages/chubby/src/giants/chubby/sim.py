@@ -115,7 +115,7 @@ class SimClient:
                 self._next(io)
             if not done:
                 break
-        for token, target, body in self.core.take_outbox():
+        for token, target, body, _timeout in self.core.take_outbox():
             self.tokens[io.send(target, body)] = token
 
     def _process(self) -> str:
