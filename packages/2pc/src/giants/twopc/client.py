@@ -41,7 +41,7 @@ from giants.core.errors import (
     Timeout,
     TxnAborted,
 )
-from giants.core.transport import tcp
+from giants.core.transport import StreamClient, tcp
 from giants.twopc._messages import (
     CommitTxn,
     ReadResult,
@@ -152,7 +152,9 @@ class Transaction:
 class TxnClient:
     def __init__(self, coordinators: list[str], shards: list[str], *,
                  op_timeout_s: float = 10.0, commit_timeout_s: float = 30.0,
-                 client_id: str | None = None) -> None:
+                 client_id: str | None = None, rpc: StreamClient | None = None) -> None:
+        """``rpc``: the transport client to use (default a TCP one; tests pass a
+        ``giants.core.transport.memory.Client``)."""
         if not coordinators or not shards:
             raise LocalProtocolError("TxnClient needs coordinator and shard addresses")
         self.coordinators = list(coordinators)
@@ -163,7 +165,7 @@ class TxnClient:
         self.op_timeout_s = op_timeout_s
         self.commit_timeout_s = commit_timeout_s
         self.client_id = client_id or f"txn-{uuid.uuid4().hex[:10]}"
-        self.rpc = tcp.Client(self.client_id)
+        self.rpc: StreamClient = rpc if rpc is not None else tcp.Client(self.client_id)
         self._n = 0
 
     async def __aenter__(self) -> TxnClient:
