@@ -40,7 +40,8 @@ from giants.core.testing.linearizability import check_kv_linearizable
 from giants.core.testing.nemesis import Nemesis
 from giants.core.trace import TraceWriter
 
-__all__ = ["SimWorld", "SimClient", "run_chubby_sim", "check_run", "run_sim_cli",
+__all__ = ["SimWorld", "SimClient", "SimCell", "ScriptedClient", "run_chubby_sim", "check_run",
+           "run_sim_cli",
            "NEMESIS_KINDS"]
 
 REPLICA_TICK_S = 0.02
@@ -49,6 +50,8 @@ NEMESIS_KINDS = ("crash", "isolate", "partition", "loss", "duplicate", "reorder"
 SIM_CELL = CellOptions(lease_s=1.0, keepalive_margin_s=0.25, lock_delay_s=0.5)
 SIM_CLIENT = ClientOptions(grace_s=6.0, attempt_s=0.3, op_timeout_s=4.0, resend_before_s=0.15)
 FILES = ("/ls/cell/f0", "/ls/cell/f1")
+# After the workload stops and faults heal: time for every session to be safe again.
+SETTLE_S = 3.0
 LOCK = "/ls/cell/lock"
 
 
@@ -251,8 +254,8 @@ def master_of(sim: Simulation, replicas: list[str]) -> str | None:
 
 
 def run_chubby_sim(seed: int, *, consensus: str = "raft", replicas: int = 5,
-                   clients: int = 3, ops_s: float = 6.0, nemesis: tuple[str, ...] = NEMESIS_KINDS,
-                   trace: TraceWriter | None = None, kill_master_at: float | None = 2.0,
+                   clients: int = 3, ops_s: float = 4.0, nemesis: tuple[str, ...] = NEMESIS_KINDS,
+                   trace: TraceWriter | None = None, kill_master_at: float | None = 1.5,
                    cell: CellOptions = SIM_CELL) -> SimRun:
     factory, options = _consensus(consensus)
     sim = Simulation(seed, SimNetworkOptions(), trace=trace)
@@ -277,9 +280,9 @@ def run_chubby_sim(seed: int, *, consensus: str = "raft", replicas: int = 5,
     if nemesis:
         nem = Nemesis(sim, names, nemesis, interval_s=(0.5, 1.5), fault_s=(0.2, 1.2),
                       leader_fn=lambda: master_of(sim, names), max_down=2)
-        sim.at(kill_master_at + 1.5 if kill_master_at else 1.0,
+        sim.at(kill_master_at + 0.5 if kill_master_at else 1.0,
                lambda: nem.start(world.stop_at))
-    sim.run_until(world.stop_at + 4.0)
+    sim.run_until(world.stop_at + SETTLE_S)
     return SimRun(sim, world, simclients, names, nem)
 
 
@@ -326,7 +329,7 @@ def run_sim_cli(args: Any) -> int:
     path = os.path.abspath(f"chubby-sim-{consensus}-{seed}.trace.jsonl")
     trace = TraceWriter()
     run = run_chubby_sim(seed, consensus=consensus, nemesis=kinds, trace=trace,
-                         ops_s=float(ops) / 20 if ops else 6.0)
+                         ops_s=float(ops) / 20 if ops else 4.0)
     trace.save(path)
     problems = check_run(run)
     ops_done = len(run.world.history.operations())
@@ -342,3 +345,93 @@ def run_sim_cli(args: Any) -> int:
         return 1
     print("verdict: PASS (sessions survived, one holder, linearizable, no stale cache)")
     return 0
+
+
+class ScriptedClient:
+    """A ``Process`` hosting a bare ``ClientCore``: the test calls it (``SimCell.call``)."""
+
+    def __init__(self, name: str, replicas: list[str], options: ClientOptions) -> None:
+        self.name = name
+        self.core = ClientCore(replicas, user=name, nonce=name, options=options)
+        self.tokens: dict[int, int] = {}
+        self.done: dict[int, tuple[GiantsError | None, Any]] = {}
+        self.events: list[list[Any]] = []
+
+    def start(self, io: Io) -> None:
+        self.core.start(io.now)
+        self.flush(io)
+
+    def receive(self, io: Io, env: Envelope) -> None:
+        token = self.tokens.pop(env.in_reply_to or -1, None)
+        if token is not None:
+            self.core.on_reply(io.now, token, env.body)
+        self.flush(io)
+
+    def tick(self, io: Io) -> None:
+        self.core.tick(io.now)
+        self.flush(io)
+
+    def flush(self, io: Io) -> None:
+        for op_id, err, value in self.core.take_completed():
+            self.done[op_id] = (err, value)
+        self.events.extend(self.core.take_events())
+        for token, target, body, _timeout in self.core.take_outbox():
+            self.tokens[io.send(target, body)] = token
+
+
+class SimCell:
+    """A small cell and scripted clients in the simulator, for paper-claim tests."""
+
+    def __init__(self, seed: int = 0, *, consensus: str = "raft", replicas: int = 3,
+                 clients: tuple[str, ...] = ("alice", "bob"), cell: CellOptions = SIM_CELL,
+                 client_options: ClientOptions = SIM_CLIENT) -> None:
+        factory, options = _consensus(consensus)
+        self.sim = Simulation(seed)
+        self.replicas = [f"chubby-{i}" for i in range(replicas)]
+        peers = {n: n for n in self.replicas}
+        for n in self.replicas:
+            self.sim.add_process(n, _replica_factory(n, peers, factory, options, cell),
+                                 tick_s=REPLICA_TICK_S)
+        self.clients: dict[str, ScriptedClient] = {}
+        for name in clients:
+            self.add_client(name, client_options)
+
+    def add_client(self, name: str, options: ClientOptions = SIM_CLIENT) -> ScriptedClient:
+        c = ScriptedClient(name, self.replicas, options)
+        self.clients[name] = c
+        self.sim.add_process(name, lambda _d: c, tick_s=CLIENT_TICK_S)
+        return c
+
+    def wait_safe(self, *names: str, timeout_s: float = 10.0) -> None:
+        targets = [self.clients[n] for n in (names or tuple(self.clients))]
+        self.sim.run_for(timeout_s, stop=lambda: all(c.core.state == "safe" for c in targets))
+        assert all(c.core.state == "safe" for c in targets), [c.core.state for c in targets]
+
+    def start(self, name: str, op: str, args: list[Any]) -> int:
+        box: list[int] = []
+
+        def submit(process: Any, io: Io) -> None:
+            box.append(process.core.submit(io.now, op, args))
+            process.flush(io)
+
+        self.sim.invoke(name, submit)
+        return box[0]
+
+    def result(self, name: str, op_id: int, timeout_s: float = 10.0) -> Any:
+        c = self.clients[name]
+        self.sim.run_for(timeout_s, stop=lambda: op_id in c.done)
+        assert op_id in c.done, f"{name}: call {op_id} not answered within {timeout_s}s"
+        err, value = c.done.pop(op_id)
+        if err is not None:
+            raise err
+        return value
+
+    def call(self, name: str, op: str, *args: Any, timeout_s: float = 10.0) -> Any:
+        return self.result(name, self.start(name, op, list(args)), timeout_s)
+
+    def master(self) -> ChubbyReplica:
+        m = master_of(self.sim, self.replicas)
+        assert m is not None
+        p = self.sim.process(m)
+        assert isinstance(p, ChubbyReplica)
+        return p
