@@ -19,6 +19,7 @@ One TCP port per node serves peers and clients alike (envelopes, told apart by t
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from typing import Any
@@ -41,6 +42,15 @@ __all__ = ["serve_coordinator", "serve_participant", "plan", "DEFAULT_SHARDS"]
 DEFAULT_SHARDS = 3
 # Tighter than the sim defaults would be pointless: real timers are 10 ms ticks.
 DEFAULT_TICK_S = 0.01
+
+
+class WallClockTrace(TraceWriter):
+    """A trace whose times are wall-clock seconds, not the host's trio clock (each
+    process's trio clock has its own origin): the demo merges the nodes' traces into one
+    space-time diagram, which needs one time base across processes."""
+
+    def event(self, t: float, node: str, kind: str, **fields: Any) -> None:
+        super().event(time.time(), node, kind, **fields)
 
 
 def coordinator_factory(config: dict[str, Any]) -> Callable[[Durable], Process]:
@@ -71,8 +81,8 @@ async def _serve(config: dict[str, Any], factory: Callable[[Durable], Process],
     with ExitStack() as stack:
         trace = None
         if config.get("trace_path"):
-            trace = TraceWriter(stack.enter_context(open(config["trace_path"], "a",
-                                                         encoding="utf-8", buffering=1)))
+            trace = WallClockTrace(stack.enter_context(open(config["trace_path"], "a",
+                                                            encoding="utf-8", buffering=1)))
         try:
             async with tcp.serve(node_id, listen=config["listen"],
                                  peers=dict(config["peers"])) as ep:
