@@ -12,10 +12,11 @@ expires sessions).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from giants.core.codec import message
 
-__all__ = ["ClientFrame", "AdminWord", "Hangup", "ServerFrames", "Forward", "Touch"]
+__all__ = ["ClientFrame", "AdminWord", "Hangup", "ServerFrames", "Forward", "Touch", "Applied"]
 
 
 @message("zk.frame")
@@ -74,3 +75,13 @@ class Touch:
     """Sessions a server heard from since its last touch (the leader expires sessions)."""
 
     sessions: list[int]
+
+
+@message("zk.applied")
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """The leader tells a write's origin server the outcome it applied, so the origin can
+    answer a client without watches before it learns the commit itself. Each item:
+    ``[owner, wseq, zxid, err, reply_body]``."""
+
+    results: list[list[Any]]

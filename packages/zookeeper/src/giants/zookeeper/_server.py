@@ -19,6 +19,12 @@ Per server, the paper's pipeline maps onto this class as follows:
   out in request order (FIFO client order; the paper's section 2.3 guarantee). Writes
   carry a per-connection sequence number (``wseq``) that the tree applies in order and
   exactly once, so retransmitting a forward (lost message, leader change) is safe.
+* **Early replies.** The leader sends each write's outcome to the server the client is
+  connected to (``Applied``) as soon as it applies it. A connection without registered
+  watches is answered from that at once; its later reads wait until the local tree has
+  applied that zxid, so read-your-writes and FIFO order hold. A connection with watches
+  waits for its own server's apply, so its watch events keep their order with its
+  replies.
 * **Watches** are local: registered by a read here, fired when this server applies a
   matching change, sent before any later reply on that connection.
 * **Sessions** are replicated: created, attached (reconnect to any server) and closed
@@ -57,7 +63,15 @@ from giants.zookeeper._jute import (
     encode_connect_response,
     watch_event,
 )
-from giants.zookeeper._messages import AdminWord, ClientFrame, Forward, Hangup, ServerFrames, Touch
+from giants.zookeeper._messages import (
+    AdminWord,
+    Applied,
+    ClientFrame,
+    Forward,
+    Hangup,
+    ServerFrames,
+    Touch,
+)
 from giants.zookeeper._replies import read, reply, write_body
 from giants.zookeeper._tree import DataTree
 
@@ -133,6 +147,7 @@ class Conn:
     last_heard: float = 0.0
     watches: set[tuple[str, str]] = field(default_factory=set)
     progress_at: float = 0.0
+    min_zxid: int = 0  # reads wait until the tree applied this (an early-answered write)
     rx_next: int = 1
     rx_held: dict[int, bytes] = field(default_factory=dict)
 
@@ -181,6 +196,8 @@ class ZooKeeperServer:
         self._tx_seq: dict[tuple[str, int], int] = {}
         self._forwards: dict[str, list[bytes]] = {}
         self._leaderless_since: float | None = None
+        self._applied_out: dict[str, list[list[Any]]] = {}
+        self._behind: set[tuple[str, int]] = set()
         self._dead: OrderedDict[tuple[str, int], None] = OrderedDict()
         self.now = 0.0
         self.applied_log: list[int] = []  # zxids applied since start, for sim invariants
@@ -209,6 +226,8 @@ class ZooKeeperServer:
             self._on_frame(io, (env.source, body.conn), body.seq, body.data)
         elif isinstance(body, Forward):
             self._on_forward(io, body)
+        elif isinstance(body, Applied):
+            self._on_applied(io, body)
         elif isinstance(body, Touch):
             if self._leading:
                 for sid in body.sessions:
@@ -325,6 +344,9 @@ class ZooKeeperServer:
             if item.frame is None:
                 if item.command is not None:
                     break
+                if self.tree.last_zxid < conn.min_zxid:
+                    self._behind.add(conn.key)
+                    break
                 item.frame = self._execute_local(conn, item)
             out.append(item.frame)
             conn.queue.popleft()
@@ -413,6 +435,12 @@ class ZooKeeperServer:
             self.applied_index = entry.index
             if entry.command is not None:
                 self._apply(io, entry.command, zxid_of(entry.term, entry.index))
+        if (ready.entries or ready.snapshot) and self._behind:
+            behind, self._behind = self._behind, set()
+            for key in behind:
+                conn = self.conns.get(key)
+                if conn is not None:
+                    self._pump(conn)
         if self.applied_index - self._snap_index >= self.opts.snapshot_every:
             self.consensus.compact(io, self.applied_index, _pack(self.tree.snapshot()))
             self._snap_index = self.applied_index
@@ -438,6 +466,25 @@ class ZooKeeperServer:
             conn = self.by_owner.get(cmd[4])
             if conn is not None:
                 self._complete(conn, cmd[5], result, zxid)
+            elif self._leading and cmd[1] != self.node_id:
+                err, resp = result
+                body = write_body(cmd[7], resp) if err == Err.OK else b""
+                self._applied_out.setdefault(cmd[1], []).append(
+                    [cmd[4], cmd[5], zxid, err, body])
+
+    def _on_applied(self, io: Io, msg: Applied) -> None:
+        for owner, wseq, zxid, err, body in msg.results:
+            conn = self.by_owner.get(owner)
+            if conn is None or conn.watches or zxid <= self.tree.last_zxid:
+                continue
+            for item in conn.queue:
+                if item.wseq == wseq and item.frame is None:
+                    io.probe("zk.early_reply")
+                    item.frame = reply(item.xid, zxid, err, bytes(body))
+                    conn.min_zxid = max(conn.min_zxid, zxid)
+                    conn.progress_at = self.now
+                    self._pump(conn)
+                    break
 
     def _complete(self, conn: Conn, wseq: int, result: list[Any], zxid: int) -> None:
         conn.progress_at = self.now
@@ -549,6 +596,9 @@ class ZooKeeperServer:
             self._close.add(key)
 
     def _flush(self, io: Io) -> None:
+        for origin, results in self._applied_out.items():
+            io.send(origin, Applied(results))
+        self._applied_out.clear()
         for leader, commands in self._forwards.items():
             io.send(leader, Forward(commands))
         self._forwards.clear()

@@ -17,10 +17,11 @@ from giants.core.plugins import Instance, Registry, Role, System, UpOptions, hoo
 __all__ = ["giants_register_services", "giants_add_commands", "PEER_PORT_OFFSET", "plan"]
 
 PEER_PORT_OFFSET = 100
-# Raft tells followers about a commit with its next heartbeat; a ZooKeeper server on a
-# follower answers a write only once it applied it, so heartbeats go every tick (10 ms)
-# instead of every third. Overridable with --options.
-DEFAULT_RAFT_OPTIONS = {"heartbeat_ticks": 1}
+# Raft tells followers about a commit with its next heartbeat. A client without watches
+# is answered from the leader's ``Applied`` message; one with watches waits for its
+# server to learn the commit, so heartbeats go every other tick (20 ms) rather than
+# every third. Overridable with ``options=...``.
+DEFAULT_RAFT_OPTIONS = {"heartbeat_ticks": 2}
 
 
 async def _server_main(config: dict[str, Any]) -> None:
