@@ -53,7 +53,8 @@ SNAPSHOT_EVERY = 500
 
 
 def _pack(value: Any) -> bytes:
-    return msgpack.packb(value, use_bin_type=True)
+    data: bytes = msgpack.packb(value, use_bin_type=True)
+    return data
 
 
 def _unpack(data: bytes) -> Any:

@@ -30,7 +30,7 @@ The node is restarted ``down_s`` later (or never, with ``down_s=None``).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from giants.core.consensus import ConsensusFactory
@@ -128,11 +128,12 @@ class SimTxnCluster:
     clients: list[TxnWorkloadClient]
     records: list[TxnRecord]
     plan: CrashPlan | None = None
-    writes_of: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def participant(self, name: str) -> Participant | None:
-        p = self.sim.process(name)
-        return p.inner if isinstance(p, _Crashing) else p
+        p: Any = self.sim.process(name)
+        p = p.inner if isinstance(p, _Crashing) else p
+        assert p is None or isinstance(p, Participant)
+        return p
 
     def coordinator(self, name: str) -> Any:
         p = self.sim.process(name)
