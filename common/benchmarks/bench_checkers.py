@@ -25,6 +25,7 @@ import random
 import statistics
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from giants.core.testing.atomicity import check_acked_writes
@@ -80,7 +81,7 @@ def lin_row(name: str, seeds: int, corrupt: bool, max_steps: int, **params: Any)
         h = corrupt_one_read(run.history, rng) if corrupt else run.history
         ops = h.operations()
         info += sum(op.indeterminate for op in ops)
-        dt, res = timed(lambda h=h: check_kv_linearizable(h, max_steps=max_steps))
+        dt, res = timed(partial(check_kv_linearizable, h, max_steps=max_steps))
         assert res.ok != corrupt or res.timed_out, f"seed {seed}: wrong verdict"
         verdicts.add("unknown" if res.timed_out else "ok" if res.ok else "rejected")
         times.append(dt)
@@ -103,7 +104,7 @@ def serializability_row(seeds: int) -> list[str]:
     times, bases = [], []
     for seed in range(seeds):
         txns = simulate_txn_store(random.Random(seed), n_txns=2000, n_keys=20, max_ops=6)
-        dt, res = timed(lambda txns=txns: check_serializable(txns))
+        dt, res = timed(partial(check_serializable, txns))
         assert res.ok, res.explain()
         times.append(dt)
         t0 = time.perf_counter()
@@ -117,7 +118,7 @@ def acked_row(seeds: int) -> list[str]:
     times, bases = [], []
     for seed in range(seeds):
         run = simulate_kv_store(random.Random(seed), n_ops=2000, n_keys=20, n_clients=10)
-        dt, problems = timed(lambda run=run: check_acked_writes(run.history, run.final))
+        dt, problems = timed(partial(check_acked_writes, run.history, run.final))
         assert problems == [], problems
         times.append(dt)
         bases.append(replay_baseline(run.history.operations()))

@@ -20,8 +20,10 @@ from giants.core.testing.history import History
 
 
 def test_consistent_outcomes_pass() -> None:
-    outcomes = {"p1": {"t1": "committed", "t2": "aborted", "t3": "prepared"},
-                "p2": {"t1": True, "t2": False, "t3": "committed"}}
+    outcomes: dict[str, dict[str, Any]] = {
+        "p1": {"t1": "committed", "t2": "aborted", "t3": "prepared"},
+        "p2": {"t1": True, "t2": False, "t3": "committed"},
+    }
     told = {"t1": "committed", "t2": "aborted", "t3": "unknown"}
     assert check_all_or_nothing(outcomes, participants={"t1": ["p1", "p2"]}, told=told,
                                 decision={"t1": "committed", "t2": "aborted"}) == []
@@ -32,11 +34,12 @@ def test_split_outcome_is_rejected() -> None:
     assert len(problems) == 1 and "disagree" in problems[0]
     assert "p1" in problems[0] and "p2" in problems[0]
     # Prepared or unknown participants do not disagree with anybody ...
-    assert check_all_or_nothing({"p1": {"t1": True}, "p2": {"t1": "prepared"},
-                                 "p3": {"t1": None}}) == []
+    mixed: dict[str, dict[str, Any]] = {"p1": {"t1": True}, "p2": {"t1": "prepared"},
+                                        "p3": {"t1": None}}
+    assert check_all_or_nothing(mixed) == []
     # ... but once recovery is complete, nobody may still be in doubt.
-    problems = check_all_or_nothing({"p1": {"t1": True}, "p2": {"t1": "prepared"}},
-                                    recovered=True)
+    in_doubt: dict[str, dict[str, Any]] = {"p1": {"t1": True}, "p2": {"t1": "prepared"}}
+    problems = check_all_or_nothing(in_doubt, recovered=True)
     assert len(problems) == 1 and "undecided" in problems[0] and "p2" in problems[0]
 
 
@@ -54,7 +57,7 @@ def test_what_the_client_was_told_must_hold() -> None:
                                     participants={"t1": ["p1", "p2"]}, told=told)
     assert any("p2 has no record" in p for p in problems)
     # Prepared is fine while recovery is still running, not after it.
-    pending = {"p1": {"t1": True}, "p2": {"t1": "prepared"}}
+    pending: dict[str, dict[str, Any]] = {"p1": {"t1": True}, "p2": {"t1": "prepared"}}
     assert check_all_or_nothing(pending, participants={"t1": ["p1", "p2"]}, told=told) == []
     assert check_all_or_nothing(pending, participants={"t1": ["p1", "p2"]}, told=told,
                                 recovered=True)
@@ -87,7 +90,8 @@ def test_all_or_nothing_matches_its_definition(n_txns: int, n_parts: int,
 
 
 def test_no_lost_writes_replays_the_commit_order() -> None:
-    writes = [("t1", {"x": 1, "y": 2}), ("t2", {"x": 3, "y": None})]
+    writes: list[tuple[str, dict[str, Any]]] = [("t1", {"x": 1, "y": 2}),
+                                                 ("t2", {"x": 3, "y": None})]
     assert check_no_lost_writes({"x": 3}, writes) == []
     assert check_no_lost_writes({"x": 1}, writes)            # t2's write lost
     assert check_no_lost_writes({"x": 3, "y": 2}, writes)    # t2's delete lost
@@ -164,6 +168,6 @@ def test_final_state_of_an_atomic_store_passes_and_a_dropped_key_fails(
     acked_keys = {op.key for op in run.history.operations()
                   if op.status == "ok" and op.f == "write"}
     if acked_keys:
-        key = sorted(acked_keys)[0]
+        key = sorted(acked_keys, key=repr)[0]
         lossy = {k: v for k, v in final.items() if k != key}
         assert check_acked_writes(run.history, lossy)

@@ -70,7 +70,8 @@ def test_error_maps_definite_to_fail_and_anything_else_to_info() -> None:
     assert h.error(d, RuntimeError("boom")) == "info"   # unknown: may have happened
     statuses = [op.status for op in h.operations()]
     assert statuses == ["fail", "info", "info", "info"]
-    assert h.operations()[0].error is not None and "NotLeader" in h.operations()[0].error
+    error = h.operations()[0].error
+    assert error is not None and "NotLeader" in error
 
 
 def test_time_defaults_to_the_previous_event_and_is_never_read_from_a_clock() -> None:

@@ -22,17 +22,12 @@ from __future__ import annotations
 import heapq
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
+from giants.core.process import Rng
 from giants.core.testing.history import History
 
-__all__ = ["Rng", "StoreRun", "simulate_kv_store", "simulate_txn_store"]
-
-
-class Rng(Protocol):
-    def random(self) -> float: ...
-    def randrange(self, stop: int) -> int: ...
-    def uniform(self, a: float, b: float) -> float: ...
+__all__ = ["StoreRun", "simulate_kv_store", "simulate_txn_store"]
 
 
 @dataclass(frozen=True)
@@ -88,7 +83,7 @@ def simulate_kv_store(
             if started >= n_ops:
                 continue
             started += 1
-            key = f"k{rng.randrange(n_keys)}"
+            key = f"k{rng.randint(0, n_keys - 1)}"
             f, value = _choose_op(rng, cas_rate, read_rate, next_value, store.get(key))
             next_value += 1
             if f != "read":
@@ -120,7 +115,7 @@ def _choose_op(rng: Rng, cas_rate: float, read_rate: float, fresh: int,
         return "read", None
     if roll < read_rate + cas_rate:
         # Usually guess the current value so that some cas operations succeed.
-        expected = current if rng.random() < 0.5 else fresh - 1 - rng.randrange(3)
+        expected = current if rng.random() < 0.5 else fresh - 1 - rng.randint(0, 2)
         return "cas", (expected, fresh)
     return "write", fresh
 
@@ -169,8 +164,8 @@ def simulate_txn_store(
         applies = status == "committed" or (status == "unknown" and rng.random() < 0.5)
         view = dict(store)
         ops: list[tuple[str, str, Any]] = []
-        for _ in range(1 + rng.randrange(max_ops)):
-            key = f"k{rng.randrange(n_keys)}"
+        for _ in range(1 + rng.randint(0, max_ops - 1)):
+            key = f"k{rng.randint(0, n_keys - 1)}"
             if rng.random() < 0.5:
                 ops.append(("r", key, view.get(key)))
             else:
