@@ -21,6 +21,15 @@ def test_param(seed):
 
 def test_plain(seed):
     assert seed == 0
+
+def test_materialized(giants_seeds):
+    seeds = list(giants_seeds(6))
+    for seed in seeds:
+        assert seed != 4
+
+def test_after_the_sweep(giants_seeds):
+    total = sum(giants_seeds(3))
+    assert total == -1
 """
 
 
@@ -45,10 +54,12 @@ def test_policy_and_env_parsing() -> None:
 def test_failing_seed_is_reported_with_the_replay_option(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(SWEEPS)
     result = pytester.runpytest("-p", "no:cacheprovider")
-    result.assert_outcomes(passed=4, failed=2)
+    result.assert_outcomes(passed=4, failed=4)
     result.stdout.fnmatch_lines([
         "*giants seed: 3 (replay with --giants-seed 3)*",
         "*giants seed: 2 (replay with --giants-seed 2)*",
+        "*giants seed: 4 (replay with --giants-seed 4)*",
+        "*giants seeds: 0..2 (the failure came after the sweep*",
     ])
     assert "test_param[seed=2]" in result.stdout.str()
 
@@ -56,7 +67,8 @@ def test_failing_seed_is_reported_with_the_replay_option(pytester: pytest.Pytest
 def test_replay_runs_one_seed_everywhere(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(SWEEPS)
     result = pytester.runpytest("-p", "no:cacheprovider", "--giants-seed", "3", "-v")
-    result.assert_outcomes(passed=1, failed=2)   # loop hits 3, plain gets 3, param 3 passes
+    # loop hits 3, plain gets 3, after-the-sweep always fails; param and materialized pass
+    result.assert_outcomes(passed=2, failed=3)
     result.stdout.fnmatch_lines(["*replaying seed 3*", "*test_param?seed=3? PASSED*"])
 
 
@@ -64,7 +76,7 @@ def test_seeds_option_and_environment_scale_sweeps(pytester: pytest.Pytester,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     pytester.makepyfile(SWEEPS)
     result = pytester.runpytest("-p", "no:cacheprovider", "--seeds", "2")
-    result.assert_outcomes(passed=4)   # loop 0-1, param 0-1, plain
+    result.assert_outcomes(passed=5, failed=1)   # only after-the-sweep fails
     monkeypatch.setenv("GIANTS_SEEDS", "x2")
     result = pytester.runpytest("-p", "no:cacheprovider", "--collect-only", "-q")
     assert result.stdout.str().count("test_param[") == 8

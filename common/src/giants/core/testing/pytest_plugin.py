@@ -44,6 +44,7 @@ SEEDS_ENV = "GIANTS_SEEDS"
 MAX_SEEDS = 1_000_000
 
 _current_seed = pytest.StashKey[int]()
+_finished_sweep = pytest.StashKey[list[int]]()   # seeds of a sweep iterated to its end
 _policy_key = pytest.StashKey["SeedPolicy"]()
 
 
@@ -166,9 +167,13 @@ class SeedSweep:
         self._item = item
 
     def __call__(self, default: int, start: int = 0) -> Iterator[int]:
-        for seed in self._policy.seeds(default, start):
+        seeds = self._policy.seeds(default, start)
+        if _finished_sweep in self._item.stash:
+            del self._item.stash[_finished_sweep]
+        for seed in seeds:
             self._item.stash[_current_seed] = seed
             yield seed
+        self._item.stash[_finished_sweep] = seeds
 
 
 @pytest.fixture
@@ -185,7 +190,18 @@ def seed(request: pytest.FixtureRequest) -> int:
     return value
 
 
-def _seed_of(item: pytest.Item) -> int | None:
+def _seed_of(item: pytest.Item, call: pytest.CallInfo[None]) -> int | list[int] | None:
+    """The seed that was running when ``item`` failed (a list: somewhere in that sweep).
+
+    In order: the test function's own local ``seed`` at the failure (right even when the
+    test iterated ``list(giants_seeds(n))``), the seed the sweep last handed out unless
+    the sweep had already finished, the ``seeds`` marker's parameter.
+    """
+    local = _local_seed(item, call)
+    if local is not None:
+        return local
+    if _finished_sweep in item.stash:
+        return item.stash[_finished_sweep]
     if _current_seed in item.stash:
         return item.stash[_current_seed]
     marker = item.get_closest_marker("seeds")
@@ -197,14 +213,29 @@ def _seed_of(item: pytest.Item) -> int | None:
     return value if isinstance(value, int) else None
 
 
+def _local_seed(item: pytest.Item, call: pytest.CallInfo[None]) -> int | None:
+    code = getattr(getattr(item, "obj", None), "__code__", None)
+    tb = call.excinfo.tb if call.excinfo is not None else None
+    while tb is not None:
+        if tb.tb_frame.f_code is code:
+            value = tb.tb_frame.f_locals.get("seed")
+            return value if isinstance(value, int) and not isinstance(value, bool) else None
+        tb = tb.tb_next
+    return None
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
     if report.failed:
-        seed_value = _seed_of(item)
-        if seed_value is not None:
-            text = f"giants seed: {seed_value} (replay with --giants-seed {seed_value})"
+        found = _seed_of(item, call)
+        if isinstance(found, int):
+            text = f"giants seed: {found} (replay with --giants-seed {found})"
+            report.sections.append(("giants seed", text))
+        elif found:
+            text = (f"giants seeds: {found[0]}..{found[-1]} (the failure came after the "
+                    "sweep; replay one with --giants-seed N)")
             report.sections.append(("giants seed", text))
     return report
