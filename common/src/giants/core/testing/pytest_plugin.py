@@ -26,7 +26,10 @@ How many seeds run (first rule that applies):
 Seeds are ``0 .. count-1`` (plus ``start=`` if the test asks for a different range).
 A test asking for the ``seed`` fixture without the marker gets seed 0, or the replayed
 one. When a test fails, its report carries a section
-``giants seed: N (replay with --giants-seed N)`` naming the seed that was running.
+``giants seed: N (replay with --giants-seed N)`` naming the seed that was running: the
+test function's local variable ``seed`` at the failure (so ``for seed in
+list(giants_seeds(50))`` works too), else the seed the sweep last handed out, else the
+marker's parameter; if the sweep had already ended, the section gives its range.
 """
 
 from __future__ import annotations
