@@ -204,7 +204,7 @@ def test_master_failover_keeps_session_handles_and_locks(cell: SimCell) -> None:
     """§2.12: a new master (new epoch) keeps sessions, handles and locks; the client
     sees a fail-over event and never expires."""
     ha = cell.call("alice", "open", f"{ROOT}/lock", "rwl", "file", [], None)[0]
-    ok, seq = cell.call("alice", "acquire", ha, "x")
+    _ok, seq = cell.call("alice", "acquire", ha, "x")
     old = cell.master()
     epoch = old.db.epoch
     cell.sim.crash(old.node_id)

@@ -144,6 +144,7 @@ class ClientCore:
         self._discovering = 0.0
         self._outbox: list[tuple[int, str, Any, float]] = []
         self._completed: list[tuple[int, GiantsError | None, Any]] = []
+        self._abandoned: set[int] = set()
         self._events: list[list[Any]] = []
         if adopt is not None:
             self.session, self.epoch = adopt
@@ -196,6 +197,16 @@ class ClientCore:
             self._writes.append(o)
         self._pump(now)
         return o.op_id
+
+    def abandon(self, now: float, op_id: int) -> None:
+        """The caller stopped waiting for ``op_id``: drop it if it was not sent yet;
+        else ignore its outcome, and if it was an ``acquire`` that got the lock, release
+        it at once."""
+        for o in [*self._writes, *self._reads]:
+            if o.op_id == op_id and not (o.token and o.token in self._requests) and not o.seq:
+                self._drop_op(o)
+                return
+        self._abandoned.add(op_id)
 
     def on_reply(self, now: float, token: int, body: Any) -> None:
         req = self._requests.pop(token, None)
@@ -428,6 +439,14 @@ class ClientCore:
             self._reads.remove(o)
 
     def _complete(self, o: Op, err: GiantsError | None, value: Any) -> None:
+        if o.op_id in self._abandoned:
+            self._abandoned.discard(o.op_id)
+            if o.op in ("acquire", "try_acquire") and err is None and value[0]:
+                self._ops += 1
+                release = Op(self._ops, "release", [o.args[0]], o.deadline)
+                self._abandoned.add(release.op_id)
+                self._writes.append(release)
+            return
         self._completed.append((o.op_id, err, value))
 
     def _path_of(self, op: str, args: list[Any]) -> str:

@@ -172,7 +172,14 @@ class ChubbyClient:
         op_id = self.core.submit(trio.current_time(), op, args)
         event = self._waiters[op_id] = trio.Event()
         self._after()
-        await event.wait()
+        try:
+            await event.wait()
+        except trio.Cancelled:
+            self._waiters.pop(op_id, None)
+            if op_id not in self._results:
+                self.core.abandon(trio.current_time(), op_id)
+            self._results.pop(op_id, None)
+            raise
         err, value = self._results.pop(op_id)
         if err is not None:
             raise err
