@@ -41,18 +41,7 @@ GOAL_HEADLINE_S = 10.0
 def corrupt_one_read(h: History, rng: random.Random) -> History:
     """A copy of ``h`` in which one successful read returned a value nobody wrote."""
     reads = [op.id for op in h.operations() if op.f == "read" and op.status == "ok"]
-    target = rng.choice(reads)
-    out = History()
-    for e in h:
-        if e.type == "invoke":
-            out.invoke(e.process, e.f, e.value, key=e.key, time=e.time)
-        elif e.type == "ok":
-            out.ok(e.op, "corrupt" if e.op == target else e.value, time=e.time)
-        elif e.type == "fail":
-            out.fail(e.op, e.value, time=e.time, error=e.error)
-        else:
-            out.info(e.op, e.value, time=e.time, error=e.error)
-    return out
+    return h.with_result(rng.choice(reads), "corrupt")
 
 
 def replay_baseline(ops: list[Operation]) -> float:

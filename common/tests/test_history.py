@@ -156,3 +156,17 @@ def test_loading_rejects_malformed_lines() -> None:
     with pytest.raises(ValueError, match="line 1"):
         History.from_jsonl(second + "\n")                                  # ok of nothing
     assert History.from_jsonl("\n" + first + "\n\n").operations()[0].status == "pending"
+
+
+def test_with_result_changes_one_ok_and_nothing_else() -> None:
+    h = History()
+    a = h.invoke(1, "read", key="k", time=1.0)
+    b = h.invoke(2, "write", 5, key="k", time=1.5)
+    h.ok(a, 5, time=2.0)
+    h.info(b, time=3.0, error="Timeout")
+    changed = h.with_result(a, 99)
+    assert changed.operations()[0].output == 99 and h.operations()[0].output == 5
+    assert changed.operations()[1] == h.operations()[1]
+    assert [e.time for e in changed] == [e.time for e in h]
+    with pytest.raises(AssertionError, match="no ok"):
+        h.with_result(b, 1)

@@ -64,21 +64,6 @@ def brute_force(ops: list[Operation], model: Model) -> bool:
     return search(frozenset(range(len(ops))), model.init())
 
 
-def mutate_read(h: History, target: int, value: Any) -> History:
-    """A copy of ``h`` where the ok event of op ``target`` reports ``value``."""
-    out = History()
-    for e in h:
-        if e.type == "invoke":
-            out.invoke(e.process, e.f, e.value, key=e.key, time=e.time)
-        elif e.type == "ok":
-            out.ok(e.op, value if e.op == target else e.value, time=e.time)
-        elif e.type == "fail":
-            out.fail(e.op, e.value, time=e.time, error=e.error)
-        else:
-            out.info(e.op, e.value, time=e.time, error=e.error)
-    return out
-
-
 # -- classic violations ----------------------------------------------------------------
 
 
@@ -292,7 +277,7 @@ def test_a_read_of_a_never_written_value_is_rejected(rng: random.Random,
     if not reads:
         return
     target = reads[pick % len(reads)]
-    res = check_kv_linearizable(mutate_read(run.history, target.id, "never-written"))
+    res = check_kv_linearizable(run.history.with_result(target.id, "never-written"))
     assert not res.ok and not res.timed_out
     assert res.key == target.key
 
@@ -372,7 +357,7 @@ def test_search_agrees_with_brute_force_on_store_histories(
     for _ in range(mutations):
         reads = [op for op in h.operations() if op.f == "read" and op.status == "ok"]
         if reads:
-            h = mutate_read(h, rng.choice(reads).id, rng.choice([None, *sorted(run.written)]))
+            h = h.with_result(rng.choice(reads).id, rng.choice([None, *sorted(run.written)]))
     res = check_kv_linearizable(h)
     assert not res.timed_out
     assert res.ok == brute_force(h.operations(), KVMap().key_model()), h.to_jsonl()

@@ -245,6 +245,22 @@ class History:
                                  done.error))
         return out
 
+    def with_result(self, op: int, value: Any) -> History:
+        """A copy in which the ``ok`` of operation ``op`` reports ``value`` instead: the
+        mutation that checker tests use to turn a correct history into a wrong one."""
+        out = History()
+        for e in self._events:
+            if e.type == "invoke":
+                out.invoke(e.process, e.f, e.value, key=e.key, time=e.time)
+            elif e.type == "ok":
+                out.ok(e.op, value if e.op == op else e.value, time=e.time)
+            else:
+                complete = out.fail if e.type == "fail" else out.info
+                complete(e.op, e.value, time=e.time, error=e.error)
+        assert op in out._completed and out._events[out._completed[op]].type == "ok", (
+            f"op #{op} has no ok to change")
+        return out
+
     # -- persistence -----------------------------------------------------------------
 
     def to_jsonl(self) -> str:
