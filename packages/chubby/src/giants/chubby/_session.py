@@ -142,6 +142,7 @@ class ClientCore:
         self._reads: list[Op] = []
         self._keepalive = 0
         self._discovering = 0.0
+        self._info_epoch = 0
         self._outbox: list[tuple[int, str, Any, float]] = []
         self._completed: list[tuple[int, GiantsError | None, Any]] = []
         self._abandoned: set[int] = set()
@@ -256,12 +257,18 @@ class ClientCore:
 
     def _on_master_info(self, now: float, info: MasterInfo) -> None:
         self.addresses.update(info.replicas)
-        if info.master is not None and self.master is None:
+        if info.master is not None and (self.master is None or info.epoch >= self._info_epoch):
+            self._info_epoch = info.epoch
             self.master = self.addresses.get(info.master, info.master)
 
-    def _lost_master(self, now: float) -> None:
-        self.master = None
-        if now >= self._discovering:
+    def _lost_master(self, now: float, hint: str | None = None) -> None:
+        """The master did not answer or said it is not the master: follow ``hint``
+        if we know its address, else ask every replica (at most once per attempt
+        period; meanwhile requests keep going to the last guess)."""
+        if hint is not None and hint in self.addresses:
+            self.master = self.addresses[hint]
+        elif now >= self._discovering:
+            self.master = None
             self._discover(now)
 
     def _on_session_reply(self, now: float, req: Request, body: Any) -> None:
@@ -279,10 +286,9 @@ class ClientCore:
         early = self.opts.resend_before_s
         if self.state == "safe" and now < self.lease_end - early:
             timeout = self.lease_end - early - now
-        elif self.state == "safe":
-            timeout = early / 3
         else:
-            timeout = self.opts.attempt_s
+            # late: the master (or a new one) answers at once; keep one always arriving
+            timeout = min(early / 3, self.opts.attempt_s)
         self.stats["keepalives"] += 1
         self._keepalive = self._send(now, self.master,
                                      KeepAlive(self.session, self.events_epoch,
@@ -296,7 +302,7 @@ class ClientCore:
             if isinstance(exc, Rejected) and exc.detail.get("reason") == "session_expired":
                 self._expire("the master expired the session")
             else:
-                self._lost_master(now)
+                self._lost_master(now, exc.hint if isinstance(exc, NotLeader) else None)
             return
         if not isinstance(body, KeepAliveReply) or self.state == "expired":
             return
@@ -391,8 +397,9 @@ class ClientCore:
             self._complete(o, Rejected(f"unexpected reply {type(body).__name__}"), None)
             return
         reason = getattr(exc, "detail", {}).get("reason")
-        if isinstance(exc, NotLeader) or (isinstance(exc, Unavailable)
-                                          and reason == "takeover"):
+        if isinstance(exc, NotLeader):
+            self._lost_master(now, exc.hint)
+        elif isinstance(exc, Unavailable) and reason == "takeover":
             self._lost_master(now)
         elif isinstance(exc, Rejected) and reason == "old_epoch":
             self.epoch = max(self.epoch, int(exc.detail.get("epoch", self.epoch)))
