@@ -108,10 +108,12 @@ def zxid_of(term: int, index: int) -> int:
 
 @dataclass(frozen=True)
 class ServerOptions:
-    """``tick_ms`` is ZooKeeper's tickTime: sessions time out in [2, 20] ticks."""
+    """``tick_ms`` is ZooKeeper's tickTime: sessions time out in [2, 20] ticks.
+    ``snapshot_every`` plays ZooKeeper's snapCount (100,000 there): a snapshot of the
+    whole tree every so many log entries; restart replays at most that many."""
 
     tick_ms: int = 2000
-    snapshot_every: int = 1000
+    snapshot_every: int = 10_000
     max_buffer: int = 0xFFFFF
 
     @classmethod

@@ -15,7 +15,7 @@ Config (written by the launcher, see ``plugin.plan``)::
     {"node_id": "zk-0", "listen": "127.0.0.1:P", "peer_listen": "127.0.0.1:P+100",
      "peers": {"zk-0": "127.0.0.1:P+100", ...}, "data_dir": ..., "tick_s": 0.01,
      "consensus": "raft", "options": {...consensus options...},
-     "zk": {"tick_ms": 2000, "snapshot_every": 1000, "max_buffer": 1048575}}
+     "zk": {"tick_ms": 2000, "snapshot_every": 10000, "max_buffer": 1048575}}
 """
 
 from __future__ import annotations

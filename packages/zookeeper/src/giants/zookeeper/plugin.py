@@ -21,7 +21,9 @@ PEER_PORT_OFFSET = 100
 # is answered from the leader's ``Applied`` message; one with watches waits for its
 # server to learn the commit, so heartbeats go every other tick (20 ms) rather than
 # every third. Overridable with ``options=...``.
-DEFAULT_RAFT_OPTIONS = {"heartbeat_ticks": 2}
+# A follower that falls behind a pipelined burst is sent log entries, not the whole
+# tree as a snapshot, while it is within 2,000 entries of the leader's snapshot.
+DEFAULT_RAFT_OPTIONS = {"heartbeat_ticks": 2, "snapshot_trailing_entries": 2000}
 
 
 async def _server_main(config: dict[str, Any]) -> None:
