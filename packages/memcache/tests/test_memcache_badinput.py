@@ -124,3 +124,16 @@ def test_concurrent_clients_lose_no_update(port: int) -> None:
     for t in threads:
         t.join()
     assert Client(("127.0.0.1", port)).get(b"ctr").strip() == b"1600"
+
+
+def test_pipelined_gets_of_large_values_are_served_in_bounded_batches(port: int, raw) -> None:
+    """40 pipelined gets of a 500 KB value (20 MB of replies) in one write: the server
+    answers them all, in order, a few MB at a time."""
+    r = raw(port)
+    big = bytes(range(256)) * 2000
+    assert r.ask(b"set big 0 0 %d\r\n%b\r\n" % (len(big), big)) == b"STORED\r\n"
+    r.send(b"get big\r\n" * 40 + b"mn\r\n")
+    block = b"VALUE big 0 %d\r\n%b\r\nEND\r\n" % (len(big), big)
+    for _ in range(40):
+        assert r.read_until(b"END\r\n") == block
+    assert r.line() == b"MN\r\n"

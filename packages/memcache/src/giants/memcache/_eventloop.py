@@ -98,7 +98,7 @@ class _Worker:
                             engine.accept()
                         continue
                     if events & _OUT:
-                        self._flush(conn)
+                        self._writable(conn)
                     else:
                         self._read(conn)
                 if listener is not None:
@@ -127,35 +127,51 @@ class _Worker:
                 log.info("client disconnected mid-value; partial value discarded")
             self._close(conn)
             return
-        engine = self.engine
-        with engine.lock:
-            out = conn.session.feed(data, engine.clock())
-        if out:
-            conn.pending = out
-            self._flush(conn)
-        elif conn.session.closed:
-            self._close(conn)
+        self._serve(conn, data)
 
-    def _flush(self, conn: _Conn) -> None:
+    def _serve(self, conn: _Conn, data: bytes) -> None:
+        """Feed ``data``; send the replies; while the session has requests left behind
+        its reply limit and the socket takes everything, serve those too (a loop, so a
+        long pipeline cannot recurse)."""
+        engine = self.engine
+        while True:
+            with engine.lock:
+                out = conn.session.feed(data, engine.clock())
+            data = b""
+            if not out:
+                if conn.session.closed:
+                    self._close(conn)
+                return
+            conn.pending = out
+            if not self._flush(conn) or not conn.session.backlog():
+                return
+
+    def _writable(self, conn: _Conn) -> None:
+        if self._flush(conn) and conn.session.backlog():
+            self._serve(conn, b"")     # the requests left behind the reply limit
+
+    def _flush(self, conn: _Conn) -> bool:
+        """Send what is pending; True if all of it went out and the connection is open."""
         try:
             sent = conn.sock.send(conn.pending)
         except BlockingIOError:
             sent = 0
         except OSError:
             self._close(conn)
-            return
+            return False
         conn.pending = conn.pending[sent:]
         if conn.pending:
             if not conn.writing:
                 conn.writing = True
                 self.ep.modify(conn.fd, _OUT)
-            return
+            return False
         if conn.session.closed:
             self._close(conn)
-            return
+            return False
         if conn.writing:
             conn.writing = False
             self.ep.modify(conn.fd, _IN)
+        return True
 
     def _close(self, conn: _Conn) -> None:
         if self.conns.pop(conn.fd, None) is None:

@@ -43,6 +43,8 @@ NO_MEMORY: Final = b"SERVER_ERROR out of memory storing object\r\n"
 BAD_DELETE: Final = b"CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]\r\n"
 _MAX_U64: Final = 2**64 - 1
 _MAX_U32: Final = 2**32 - 1
+# Replies produced per feed before the driver must send them (see ``Session.feed``).
+MAX_REPLY_BATCH_BYTES: Final = 4 * 1024 * 1024
 
 
 @dataclass
@@ -100,13 +102,14 @@ def _parse_int(token: bytes) -> int | None:
 class Session:
     """See the module docstring."""
 
-    __slots__ = ("_handlers", "closed", "parser", "server", "store")
+    __slots__ = ("_backlog", "_handlers", "closed", "parser", "server", "store")
 
     def __init__(self, server: Server) -> None:
         self.server = server
         self.store = server.store
         self.parser = RequestParser(server.store.item_size_max)
         self.closed = False
+        self._backlog = False
         self._handlers: dict[bytes, Callable[[Request, float], bytes | None]] = {
             b"get": self._get, b"gets": self._gets, b"gat": self._gat, b"gats": self._gats,
             b"set": self._storage, b"add": self._storage, b"replace": self._storage,
@@ -120,7 +123,10 @@ class Session:
         }
 
     def feed(self, data: bytes, now: float) -> bytes:
-        """Replies to every complete request in the bytes received so far."""
+        """Replies to the complete requests in the bytes received so far -- all of them,
+        or as many as fit ``MAX_REPLY_BATCH_BYTES`` of replies; then ``backlog()`` is
+        True and the driver calls ``feed(b"", now)`` again once it has sent these
+        (a pipeline of gets for large values cannot make us buffer without limit)."""
         parser = self.parser
         if data[:4] == b"get " and data[-2:] == b"\r\n" and parser.idle():
             # Fast path for the commonest request, one complete single-key get: the
@@ -132,10 +138,16 @@ class Session:
             reply = self._fast_set(data, now)
             if reply is not None:
                 return reply
-        parser.feed(data)
+        if data:
+            parser.feed(data)
         out: list[bytes] = []
+        size = 0
         handlers = self._handlers
+        self._backlog = False
         while not self.closed:
+            if size > MAX_REPLY_BATCH_BYTES:
+                self._backlog = True
+                break
             req = parser.next()
             if req is None:
                 break
@@ -148,7 +160,12 @@ class Session:
             reply = ERROR if handler is None else handler(req, now)
             if reply is not None:
                 out.append(reply)
+                size += len(reply)
         return b"".join(out)
+
+    def backlog(self) -> bool:
+        """True if ``feed`` stopped at the reply limit with requests left to serve."""
+        return self._backlog
 
     def _fast_set(self, data: bytes, now: float) -> bytes | None:
         """One complete, well-formed ``set`` without noreply in ``data``: stored

@@ -86,8 +86,10 @@ async def _serve_connection(server: Server, stream: trio.SocketStream,
                     log.info("client disconnected mid-value; partial value discarded")
                 return
             out = feed(data, clock())
-            if out:
+            while out:
                 await conn.send_all(out)
+                # Requests left behind the reply limit: serve them now they can go out.
+                out = feed(b"", clock()) if session.backlog() else b""
             if session.closed:
                 return
             more = len(data) == RECV_BYTES
