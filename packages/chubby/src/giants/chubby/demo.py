@@ -95,12 +95,13 @@ async def _scenario(cluster: Any, trace: TraceWriter) -> list[tuple[str, bool]]:
 
 
 def _simulated_trace(trace_dir: str) -> str:
-    from giants.chubby.sim import check_run, run_chubby_sim
+    from giants.chubby.sim import check_run, quorum_outage, run_chubby_sim
     from giants.core.trace_html import render_file
 
     path = os.path.join(trace_dir, "chubby-sim-failover.trace.jsonl")
     trace = TraceWriter()
-    run = run_chubby_sim(1, consensus="raft", nemesis=(), clients=2, ops_s=2.0, trace=trace)
+    run = run_chubby_sim(1, consensus="raft", nemesis=(), clients=2, ops_s=4.0, trace=trace,
+                         kill_master_at=None, schedule=quorum_outage(1.5, 2.5))
     trace.save(path)
     problems = check_run(run)
     html = render_file(path)

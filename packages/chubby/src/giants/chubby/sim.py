@@ -111,6 +111,9 @@ class SimClient:
             for op_id, err, value in done:
                 self._completed(io, op_id, err, value)
             for ev in self.core.take_events():
+                if ev[0] in ("jeopardy", "safe", "expired", "failover"):
+                    io.trace("session_" + ev[0], lease_end=round(self.core.lease_end, 3),
+                             grace_end=round(self.core.grace_end, 3))
                 if ev[0] == "expired":
                     self.world.expired.append(f"{self.name}@{io.now:.2f}")
                     self.world.holders.pop(self.name, None)
@@ -256,7 +259,9 @@ def master_of(sim: Simulation, replicas: list[str]) -> str | None:
 def run_chubby_sim(seed: int, *, consensus: str = "raft", replicas: int = 5,
                    clients: int = 3, ops_s: float = 4.0, nemesis: tuple[str, ...] = NEMESIS_KINDS,
                    trace: TraceWriter | None = None, kill_master_at: float | None = 1.5,
-                   cell: CellOptions = SIM_CELL) -> SimRun:
+                   cell: CellOptions = SIM_CELL,
+                   schedule: Callable[[Simulation, list[str]], None] | None = None) -> SimRun:
+    """One seeded run (module docstring). ``schedule(sim, replicas)`` may add faults."""
     factory, options = _consensus(consensus)
     sim = Simulation(seed, SimNetworkOptions(), trace=trace)
     names = [f"chubby-{i}" for i in range(replicas)]
@@ -277,6 +282,8 @@ def run_chubby_sim(seed: int, *, consensus: str = "raft", replicas: int = 5,
                 sim.crash(m)
                 sim.after(1.0, lambda: sim.restart(m))
         sim.at(kill_master_at, kill)
+    if schedule is not None:
+        schedule(sim, names)
     if nemesis:
         nem = Nemesis(sim, names, nemesis, interval_s=(0.5, 1.5), fault_s=(0.2, 1.2),
                       leader_fn=lambda: master_of(sim, names), max_down=2)
@@ -284,6 +291,21 @@ def run_chubby_sim(seed: int, *, consensus: str = "raft", replicas: int = 5,
                lambda: nem.start(world.stop_at))
     sim.run_until(world.stop_at + SETTLE_S)
     return SimRun(sim, world, simclients, names, nem)
+
+
+def quorum_outage(at_s: float, outage_s: float) -> Callable[[Simulation, list[str]], None]:
+    """A schedule: at ``at_s`` crash the master and two more replicas (no quorum, no
+    master) for ``outage_s``, longer than a lease: clients go into jeopardy and must
+    come through within their grace period."""
+    def schedule(sim: Simulation, names: list[str]) -> None:
+        def crash() -> None:
+            m = master_of(sim, names) or names[0]
+            victims = [m] + [n for n in names if n != m][:2]
+            for v in victims:
+                sim.crash(v)
+            sim.after(outage_s, lambda: [sim.restart(v) for v in victims])
+        sim.at(at_s, crash)
+    return schedule
 
 
 def _check_holders(sim: Simulation, world: SimWorld, clients: list[SimClient]) -> None:
