@@ -247,7 +247,7 @@ class RaftCore(LeaderMixin):
     def _reset_election_timer(self, io: Io) -> None:
         e = self.opts.election_ticks
         self._election_elapsed = 0
-        self._timeout = io.rng.randint(e, 2 * e - 1)
+        self._timeout = io.rng.randint(e, (self.opts.election_timeout_max_ticks or 2 * e) - 1)
 
     def _become_follower(self, io: Io, term: int, leader: str | None) -> None:
         assert term >= self.term

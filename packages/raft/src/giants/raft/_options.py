@@ -17,8 +17,10 @@ __all__ = ["RaftOptions"]
 
 @dataclass(frozen=True)
 class RaftOptions:
-    # Election timeout: uniformly random in [election_ticks, 2 * election_ticks).
+    # Election timeout: uniformly random in [election_ticks, election_timeout_max_ticks)
+    # (0: 2 * election_ticks). election_ticks + 1 means no randomness (paper Fig. 16).
     election_ticks: int = 15
+    election_timeout_max_ticks: int = 0
     # Leader heartbeat interval; well below election_ticks (§5.6).
     heartbeat_ticks: int = 3
     # Pre-Vote (dissertation §9.6): ask before bumping the term.
@@ -58,9 +60,14 @@ class RaftOptions:
             want = type(getattr(cls(), key))
             if type(value) is not want:
                 raise LocalProtocolError(f"raft option {key} must be {want.__name__}, got {value!r}")
-            if want is int and value < 1 and key not in ("snapshot_trailing_entries", "lease_margin_ticks"):
+            if want is int and value < 1 and key not in (
+                    "snapshot_trailing_entries", "lease_margin_ticks", "election_timeout_max_ticks"):
                 raise LocalProtocolError(f"raft option {key} must be positive, got {value}")
         opts = cls(**options)
+        if opts.election_timeout_max_ticks < 0:
+            raise LocalProtocolError("election_timeout_max_ticks must not be negative")
+        if opts.election_timeout_max_ticks and opts.election_timeout_max_ticks <= opts.election_ticks:
+            raise LocalProtocolError("election_timeout_max_ticks must exceed election_ticks")
         if opts.lease_reads and not opts.check_quorum:
             raise LocalProtocolError("lease_reads needs check_quorum (voters must ignore "
                                      "elections while a leader is live)")

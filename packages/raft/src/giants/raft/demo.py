@@ -7,7 +7,8 @@ for linearizability; then a simulated run whose trace is written and rendered.
 
 ``giants sim raft --seed N --nemesis K --ops K`` runs the seeded KV workload on a
 5-node cluster with Raft's safety invariants (``giants.raft.invariants``) checked after
-every simulator step, and prints the verdict and the trace path.
+every simulator step, and prints the verdict and the trace path. ``--scenario fig16``
+reproduces the paper's Fig. 16 (election downtime against timeout randomness).
 """
 
 from __future__ import annotations
@@ -27,6 +28,14 @@ def run_demo(args: Any) -> int:
 
 
 def run_sim(args: Any) -> int:
+    scenario = getattr(args, "scenario", None)
+    if scenario == "fig16":
+        from giants.raft.elections import scenario as fig16
+
+        return fig16(args)
+    if scenario is not None:
+        print(f"raft has no scenario {scenario!r} (try: fig16)")
+        return 2
     nodes = getattr(args, "nodes", None) or 5
     return run_kv_sim("raft", raft_factory, seed=args.seed, nemesis=args.nemesis,
                       ops=args.ops, nodes=nodes,
