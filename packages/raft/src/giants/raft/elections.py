@@ -12,6 +12,7 @@ basic algorithm). ``giants sim raft --scenario fig16 [--ops TRIALS] [--seed N]``
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from giants.core.consensus import ConsensusConfig
@@ -44,9 +45,11 @@ def election_downtimes(randomness_ms: int, trials: int, seed: int = 0) -> list[f
     options = {"election_ticks": 150, "election_timeout_max_ticks": 151 + randomness_ms,
                "heartbeat_ticks": 50, "pre_vote": False, "check_quorum": False}
     peers = {n: n for n in nodes}
+    def server(node: str) -> Callable[[Durable], RaftCore]:
+        return lambda durable: RaftCore(ConsensusConfig(node, peers, options=options), durable)
+
     for n in nodes:
-        sim.add_process(n, lambda d, n=n: RaftCore(ConsensusConfig(n, peers, options=options),
-                                                  d or Durable()), tick_s=0.001)
+        sim.add_process(n, server(n), tick_s=0.001)
     out = []
     for _ in range(trials):
         sim.run_for(GIVE_UP_S, stop=lambda: _leader(sim, nodes) is not None)
