@@ -28,7 +28,7 @@ def ensure_tools() -> None:
 
 
 def main(argv: list[str]) -> int:
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 - say so clearly on an older Python
         print("giants needs Python 3.11 or newer", file=sys.stderr)
         return 2
     if not argv or argv[0] in ("-h", "--help"):

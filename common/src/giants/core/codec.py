@@ -215,9 +215,7 @@ class MessageRegistry:
             return _str
         if tp is bytes:
             return _bytes
-        if isinstance(tp, type) and tp in self._tag_of or (
-            isinstance(tp, type) and dataclasses.is_dataclass(tp)
-        ):
+        if isinstance(tp, type) and (tp in self._tag_of or dataclasses.is_dataclass(tp)):
             return self._nested(tp)
         origin = get_origin(tp)
         args = get_args(tp)
@@ -394,7 +392,7 @@ def _fixed_tuple(items: list[Validator]) -> Validator:
     def check(x: Any) -> Any:
         if not isinstance(x, (list, tuple)) or len(x) != len(items):
             raise RemoteProtocolError(f"expected array of {len(items)}")
-        return tuple(v(e) for v, e in zip(items, x))
+        return tuple(v(e) for v, e in zip(items, x, strict=True))
 
     return check
 
