@@ -241,3 +241,26 @@ def test_namespace_snapshot_roundtrip() -> None:
     assert again.apply(["op", sid, 2, "acquire", [1, "x"], False])[0][0] is True  # deduped
     with pytest.raises(Rejected):
         validate_call("open", [f"{ROOT}/f", "r", "file", ["nonsense"], None], "cell")
+
+
+def test_write_retried_while_pending_is_applied_once(cell: SimCell) -> None:
+    """A client re-sends a write whose commit is slow (same session seq): the master
+    keeps one pending entry, answers the latest attempt, and applies it once."""
+    from giants.chubby._session import ClientOptions
+
+    eager = cell.add_client("carol", ClientOptions(grace_s=6.0, attempt_s=0.05,
+                                                  op_timeout_s=6.0, resend_before_s=0.15))
+    cell.wait_safe("carol")
+    h = cell.call("carol", "open", f"{ROOT}/slow", "rw", "file", [], None)[0]
+    m = cell.master()
+    others = [r for r in cell.replicas if r != m.node_id]
+    for r in others:
+        cell.sim.clog(r, m.node_id, 0.25)          # acknowledgements (so commits) are slow
+    op = cell.start("carol", "write", [h, b"once", -1])
+    cell.sim.run_for(0.2)                          # carol sent it again meanwhile
+    assert any(k[0] == "op" for k in m.pending)
+    assert sum(isinstance(r.body, Call) for r in eager.core._requests.values()) == 1
+    cell.sim.heal()
+    stat = cell.result("carol", op)
+    assert stat["content_gen"] == 1
+    assert cell.call("carol", "read", h)[0] == b"once"

@@ -91,8 +91,9 @@ class CellOptions:
         unknown = set(d) - set(known)
         if unknown:
             raise LocalProtocolError(f"unknown chubby options {sorted(unknown)}")
-        out = cls(**{k: (str(v) if k == "cell" else int(v) if k == "snapshot_every"
-                         else float(v)) for k, v in d.items()})
+        values: dict[str, Any] = {k: (str(v) if k == "cell" else int(v) if k == "snapshot_every"
+                                      else float(v)) for k, v in d.items()}
+        out = cls(**values)
         if not 0 < out.keepalive_margin_s < out.lease_s:
             raise LocalProtocolError("keepalive_margin_s must be in (0, lease_s)")
         return out
@@ -264,7 +265,8 @@ class ChubbyReplica:
             self._reply_result(io, env, session.last_result, False)
             return
         if key in self.pending:
-            self.pending[key] = (env, self.pending[key][1])
+            _old, paths, lock_path = self.pending[key]
+            self.pending[key] = (env, paths, lock_path)
             return
         for m in self.blocked:
             if m.command[1:3] == [call.session, call.seq]:
@@ -500,7 +502,7 @@ class ChubbyReplica:
 
     def _forget_session(self, io: Io, sid: int) -> None:
         for mapping in (self.lease_end, self.held, self.events, self.unacked_failover):
-            mapping.pop(sid, None)    # type: ignore[attr-defined]
+            mapping.pop(sid, None)
         self.expiring.discard(sid)
         for cachers in self.cachers.values():
             cachers.discard(sid)

@@ -202,7 +202,7 @@ class Namespace:
     def _op(self, sid: int, op: str, args: list[Any], clear_delay: bool,
             fx: list[Effect]) -> Any:
         if op == "open":
-            return self._open(sid, *args, fx=fx)
+            return self._open(sid, args[0], args[1], args[2], args[3], args[4], fx)
         if op == "end_session":
             ended, more = self._end_session(sid, failed=False)
             fx.extend(more)

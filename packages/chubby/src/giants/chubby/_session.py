@@ -407,7 +407,7 @@ class ClientCore:
             self._expire("the master expired the session")
         else:
             self._drop_op(o)
-            self._complete(o, exc, None)
+            self._complete(o, exc if isinstance(exc, GiantsError) else Rejected(str(exc)), None)
 
     def _call_done(self, o: Op, reply: CallResult) -> None:
         value = reply.result

@@ -96,11 +96,11 @@ class ChubbyClient:
 
     @property
     def session(self) -> int:
-        return self.core.session
+        return int(self.core.session)
 
     @property
     def state(self) -> str:
-        return self.core.state
+        return str(self.core.state)
 
     # -- the API (§2.6) ---------------------------------------------------------------
 

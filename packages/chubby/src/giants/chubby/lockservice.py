@@ -62,8 +62,8 @@ class ChubbyLockService:
         await self.client.release(await self._handle(name))
 
     async def check_sequencer(self, sequencer: Sequencer) -> bool:
-        return await self.client.check_sequencer(
-            [sequencer.name, sequencer.mode, sequencer.generation])
+        return bool(await self.client.check_sequencer(
+            [sequencer.name, sequencer.mode, sequencer.generation]))
 
     async def read(self, name: str) -> bytes | None:
         path = self.path(name)
@@ -73,7 +73,7 @@ class ChubbyLockService:
             data, _ = await self.client.read(await self._handle(name))
         except NotFound:
             return None
-        return data
+        return bytes(data)
 
     async def write(self, name: str, data: bytes) -> None:
         await self.client.write(await self._handle(name), data)

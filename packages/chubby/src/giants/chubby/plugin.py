@@ -50,13 +50,13 @@ def plan(opts: UpOptions) -> list[Instance]:
 def _sim(args: Any) -> int:
     from giants.chubby.sim import run_sim_cli
 
-    return run_sim_cli(args)
+    return int(run_sim_cli(args))
 
 
 def _demo(args: Any) -> int:
     from giants.chubby.demo import run_demo
 
-    return run_demo(args)
+    return int(run_demo(args))
 
 
 def _lock_service(endpoints: str | list[str], **options: Any) -> Any:

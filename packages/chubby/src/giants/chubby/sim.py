@@ -272,7 +272,7 @@ def run_chubby_sim(seed: int, *, consensus: str = "raft", replicas: int = 5,
     world = SimWorld(stop_at=1.0 + ops_s)
     simclients = [SimClient(f"client-{i}", names, world) for i in range(clients)]
     for c in simclients:
-        sim.add_process(c.name, lambda _d, c=c: c, tick_s=CLIENT_TICK_S)
+        sim.add_process(c.name, _constant(c), tick_s=CLIENT_TICK_S)
     sim.after_event.append(lambda s: _check_holders(s, world, simclients))
     nem = None
     if kill_master_at is not None:
@@ -303,9 +303,17 @@ def quorum_outage(at_s: float, outage_s: float) -> Callable[[Simulation, list[st
             victims = [m] + [n for n in names if n != m][:2]
             for v in victims:
                 sim.crash(v)
-            sim.after(outage_s, lambda: [sim.restart(v) for v in victims])
+            def restart() -> None:
+                for v in victims:
+                    sim.restart(v)
+            sim.after(outage_s, restart)
         sim.at(at_s, crash)
     return schedule
+
+
+def _constant(process: Any) -> Callable[[Durable], Any]:
+    """A factory that hands back the same client object (clients never crash here)."""
+    return lambda _durable: process
 
 
 def _check_holders(sim: Simulation, world: SimWorld, clients: list[SimClient]) -> None:
@@ -421,7 +429,7 @@ class SimCell:
     def add_client(self, name: str, options: ClientOptions = SIM_CLIENT) -> ScriptedClient:
         c = ScriptedClient(name, self.replicas, options)
         self.clients[name] = c
-        self.sim.add_process(name, lambda _d: c, tick_s=CLIENT_TICK_S)
+        self.sim.add_process(name, _constant(c), tick_s=CLIENT_TICK_S)
         return c
 
     def wait_safe(self, *names: str, timeout_s: float = 10.0) -> None:
