@@ -300,7 +300,7 @@ def quorum_outage(at_s: float, outage_s: float) -> Callable[[Simulation, list[st
     def schedule(sim: Simulation, names: list[str]) -> None:
         def crash() -> None:
             m = master_of(sim, names) or names[0]
-            victims = [m] + [n for n in names if n != m][:2]
+            victims = [m, *[n for n in names if n != m][:2]]
             for v in victims:
                 sim.crash(v)
             def restart() -> None:
