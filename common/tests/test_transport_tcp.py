@@ -47,3 +47,12 @@ async def test_a_client_that_never_reads_cannot_stall_the_server() -> None:
                 assert await c.request(ep.address, Ping(1), timeout=5.0) == Pong(1)
         await hog.stream.aclose()
         nursery.cancel_scope.cancel()
+
+
+async def test_errors_raised_inside_the_client_block_come_out_unwrapped() -> None:
+    from giants.core.errors import Timeout as _Timeout
+    from giants.core.transport import tcp as _tcp
+
+    with pytest.raises(_Timeout):
+        async with _tcp.Client("unwrap-test"):
+            raise _Timeout("from the body")

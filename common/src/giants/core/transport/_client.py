@@ -138,7 +138,16 @@ class StreamClient:
             await conn.aclose()
         self._conns.clear()
         nursery_cm, self._nursery_cm, self._nursery = self._nursery_cm, None, None
-        return await nursery_cm.__aexit__(*exc_info)  # type: ignore[no-any-return]
+        body = exc_info[1] if len(exc_info) > 1 else None
+        try:
+            return await nursery_cm.__aexit__(*exc_info)  # type: ignore[no-any-return]
+        except BaseExceptionGroup as group:
+            # The client's own tasks were cancelled and end quietly, so a group holding
+            # only the exception raised in the ``async with`` body is that exception:
+            # callers see the error the body raised (a Timeout, a NotLeader), unwrapped.
+            if body is not None and group.exceptions == (body,):
+                raise body from None
+            raise
 
     # -- requests -------------------------------------------------------------------
 
