@@ -33,6 +33,7 @@ Rules:
 
 from __future__ import annotations
 
+import abc
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -97,7 +98,7 @@ class _Disseminating:
     last_sent: float
 
 
-class CoordinatorBase:
+class CoordinatorBase(abc.ABC):
     """The shared protocol; subclasses make decisions durable (see the module docs)."""
 
     role = "coordinator"
@@ -116,22 +117,26 @@ class CoordinatorBase:
 
     # -- hooks ------------------------------------------------------------------------------
 
+    @abc.abstractmethod
     def _known(self, txn: str) -> bool | None:
         """The outcome if decided (logged or remembered), else None."""
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def _make_durable(self, io: Io, r: _Round, commit: bool, inform: list[str],
                       reason: str) -> None:
         """Make the decision durable; call ``_decided`` once it is."""
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def _presume_abort(self, io: Io, txn: str, asker: str) -> None:
         """No record, no round: record ABORT and tell ``asker``."""
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def _forget(self, io: Io, txn: str) -> None:
         """Every participant ACKed the COMMIT: end the transaction."""
-        raise NotImplementedError
+        ...
 
     def _may_coordinate(self, io: Io, env: Envelope) -> bool:
         """False (after answering ``env``) when this node cannot start rounds now."""
