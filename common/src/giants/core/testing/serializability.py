@@ -38,6 +38,8 @@ from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from giants.core.graph import find_cycle
+
 __all__ = ["CycleEdge", "SerializabilityResult", "Txn", "check_serializable"]
 
 Op = tuple[str, Hashable, Any]   # ("r" | "w", key, value)
@@ -255,27 +257,7 @@ def _find_cycle(graph: Graph, allowed: frozenset[str]) -> list[Hashable] | None:
         return sorted((b for b, labels in out.items() if any(t in allowed for t, _ in labels)),
                       key=repr)
 
-    state: dict[Hashable, int] = {}   # 1: on the DFS path, 2: finished
-    for root in sorted(graph, key=repr):
-        if state.get(root):
-            continue
-        path = [root]
-        iters = [iter(successors(root))]
-        state[root] = 1
-        while path:
-            nxt = next(iters[-1], None)
-            if nxt is None:
-                state[path.pop()] = 2
-                iters.pop()
-                continue
-            mark = state.get(nxt, 0)
-            if mark == 1:
-                return path[path.index(nxt):]
-            if mark == 0:
-                state[nxt] = 1
-                path.append(nxt)
-                iters.append(iter(successors(nxt)))
-    return None
+    return find_cycle(sorted(graph, key=repr), successors)
 
 
 def _label_cycle(graph: Graph, cycle: list[Hashable], allowed: frozenset[str]

@@ -35,6 +35,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Set
 from enum import StrEnum
 
+from giants.core.graph import find_cycle as _find_cycle
+
 __all__ = ["DeadlockPolicy", "find_cycle"]
 
 
@@ -47,25 +49,6 @@ class DeadlockPolicy(StrEnum):
 
 def find_cycle(edges: Mapping[str, Set[str]]) -> list[str] | None:
     """A cycle of the directed graph ``edges`` (node -> successors) as a list of nodes,
-    or None when the graph is acyclic. Iterative DFS with three colours."""
-    state: dict[str, int] = {}  # 1 = on the current path, 2 = finished
-    for root in sorted(edges):
-        if state.get(root):
-            continue
-        path: list[str] = [root]
-        iters = [iter(sorted(edges.get(root, ())))]
-        state[root] = 1
-        while path:
-            nxt = next(iters[-1], None)
-            if nxt is None:
-                state[path.pop()] = 2
-                iters.pop()
-                continue
-            mark = state.get(nxt, 0)
-            if mark == 1:
-                return path[path.index(nxt):]
-            if mark == 0:
-                state[nxt] = 1
-                path.append(nxt)
-                iters.append(iter(sorted(edges.get(nxt, ()))))
-    return None
+    or None when the graph is acyclic (the core's shared depth-first search)."""
+    cycle = _find_cycle(sorted(edges), lambda node: sorted(edges.get(str(node), ())))
+    return None if cycle is None else [str(n) for n in cycle]
