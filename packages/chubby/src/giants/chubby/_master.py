@@ -37,11 +37,21 @@ are durable before its messages leave; clients are answered only for applied com
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, fields
 from typing import Any
 
-import msgpack
-
+from giants.chubby._cell import (
+    CACHED_OPS,
+    MAX_EVENTS_PER_SESSION,
+    MAX_USER_CHARS,
+    CellOptions,
+    Modification,
+    cached_stat,
+    command_key,
+    error_of,
+    pack,
+    unpack,
+)
+from giants.chubby._lockwait import LockWaiting
 from giants.chubby._messages import (
     READ_OPS,
     Call,
@@ -58,7 +68,6 @@ from giants.core.consensus import ConsensusConfig, ConsensusCore, ConsensusFacto
 from giants.core.envelope import Envelope, ErrorReply
 from giants.core.errors import (
     DefiniteError,
-    LocalProtocolError,
     NotLeader,
     Rejected,
     Unavailable,
@@ -67,63 +76,8 @@ from giants.core.process import Durable, Io
 
 __all__ = ["CellOptions", "ChubbyReplica", "CACHED_OPS"]
 
-# Reads whose results a client may cache, keyed by path.
-CACHED_OPS = frozenset({"read", "lookup"})
-# Bounds on the master's volatile queues (each entry is one client request).
-MAX_PARKED = 10_000
-MAX_EVENTS_PER_SESSION = 1_000
-MAX_USER_CHARS = 256
 
-
-@dataclass(frozen=True)
-class CellOptions:
-    """Times in seconds. The paper's defaults: a 12 s lease, lock-delay up to a minute."""
-
-    cell: str = "cell"
-    lease_s: float = 12.0
-    keepalive_margin_s: float = 1.0
-    lock_delay_s: float = 60.0
-    snapshot_every: int = 1000
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> CellOptions:
-        known = {f.name: f for f in fields(cls)}
-        unknown = set(d) - set(known)
-        if unknown:
-            raise LocalProtocolError(f"unknown chubby options {sorted(unknown)}")
-        values: dict[str, Any] = {k: (str(v) if k == "cell" else int(v) if k == "snapshot_every"
-                                      else float(v)) for k, v in d.items()}
-        out = cls(**values)
-        if not 0 < out.keepalive_margin_s < out.lease_s:
-            raise LocalProtocolError("keepalive_margin_s must be in (0, lease_s)")
-        return out
-
-
-@dataclass
-class Modification:
-    """A write waiting for invalidation acknowledgements before it is proposed."""
-
-    env: Envelope | None
-    command: list[Any]
-    paths: list[str]
-    waiting: dict[int, int]         # session -> the event seq it must acknowledge
-
-
-def _key(command: list[Any]) -> tuple[Any, ...]:
-    """What identifies a proposed command: (op, session, seq) or (kind, session)."""
-    return tuple(command[:3]) if command[0] == "op" else tuple(command[:2])
-
-
-def _pack(v: Any) -> bytes:
-    out: bytes = msgpack.packb(v, use_bin_type=True)
-    return out
-
-
-def _unpack(b: bytes) -> Any:
-    return msgpack.unpackb(b, raw=False, strict_map_key=False)
-
-
-class ChubbyReplica:
+class ChubbyReplica(LockWaiting):
     """One replica of a Chubby cell (a ``Process``). See the module docstring."""
 
     def __init__(self, consensus_factory: ConsensusFactory, config: ConsensusConfig,
@@ -337,7 +291,7 @@ class ChubbyReplica:
                 lock_path = h.path
                 self.acquiring[lock_path] += 1
         io.trace("propose", command=m.command[:4], paths=m.paths)
-        self.pending[_key(m.command)] = (m.env, m.paths, lock_path)
+        self.pending[command_key(m.command)] = (m.env, m.paths, lock_path)
         self._propose(io, m.command)
 
     def _acknowledged(self, io: Io, sid: int, ack: int) -> None:
@@ -353,52 +307,9 @@ class ChubbyReplica:
 
     def _propose(self, io: Io, command: list[Any]) -> None:
         try:
-            self.consensus.propose(io, _pack(command))
+            self.consensus.propose(io, pack(command))
         except NotLeader:
             io.probe("chubby.propose_not_leader")
-
-    # -- locks waiting at the master --------------------------------------------------
-
-    def _must_wait(self, call: Call, now: float) -> bool:
-        h = self.db.handles.get(call.args[0])
-        node = self.db.nodes.get(h.path) if h is not None else None
-        if h is None or node is None or h.session != call.session:
-            return False            # applying it reports the bad handle
-        if self.acquiring[h.path] or (node.delayed and now < self.delay_until.get(
-                h.path, float("inf"))):
-            return True
-        return bool(node.exclusive) or (call.args[1] == "x" and bool(node.shared))
-
-    def _park(self, io: Io, env: Envelope, call: Call) -> None:
-        path = self.db.handles[call.args[0]].path
-        queue = self.parked.setdefault(path, [])
-        queue[:] = [(e, c) for e, c in queue if (c.session, c.seq) != (call.session, call.seq)]
-        if sum(len(q) for q in self.parked.values()) >= MAX_PARKED:
-            io.reply(env, ErrorReply.definite(Unavailable("too many waiting acquires")))
-            return
-        queue.append((env, call))
-        node = self.db.nodes[path]
-        for hid in sorted({node.exclusive, *node.shared} - {0}):
-            h = self.db.handles[hid]
-            if "conflict" in h.events:
-                self._queue_event(io, h.session, ["conflict", path, call.args[1], hid])
-
-    def _wake(self, io: Io, path: str) -> None:
-        queue = self.parked.get(path)
-        while queue:
-            env, call = queue[0]
-            if call.session not in self.db.sessions or call.args[0] not in self.db.handles:
-                queue.pop(0)
-                io.reply(env, ErrorReply.definite(Rejected(
-                    "session expired or handle closed while waiting", reason="bad_handle")))
-                continue
-            if self._must_wait(call, io.now):
-                return
-            queue.pop(0)
-            io.probe("chubby.parked_acquire_woken")
-            self._modify(io, env, ["op", call.session, call.seq, call.op, call.args, True],
-                         [], call.session)
-        self.parked.pop(path, None)
 
     # -- master timers ----------------------------------------------------------------
 
@@ -436,7 +347,7 @@ class ChubbyReplica:
     def _drain(self, io: Io) -> None:
         ready = self.consensus.take_ready()
         if ready.snapshot is not None and ready.snapshot[0] > self.applied:
-            self.db.restore(_unpack(ready.snapshot[1]))
+            self.db.restore(unpack(ready.snapshot[1]))
             self.applied = self._snap_at = ready.snapshot[0]
         for entry in ready.entries:
             if entry.index <= self.applied:
@@ -444,7 +355,7 @@ class ChubbyReplica:
             assert entry.index == self.applied + 1, f"{self.node_id}: gap before {entry.index}"
             self.applied = entry.index
             if entry.command is not None:
-                self._apply(io, _unpack(entry.command))
+                self._apply(io, unpack(entry.command))
         for token in ready.failed_reads:
             pending = self.reads.pop(token, None)
             if pending is not None and isinstance(pending[0], Envelope):
@@ -452,7 +363,7 @@ class ChubbyReplica:
         self.read_queue.extend(ready.reads)
         self._serve_reads(io)
         if self.applied - self._snap_at >= self.opts.snapshot_every:
-            self.consensus.compact(io, self.applied, _pack(self.db.snapshot()))
+            self.consensus.compact(io, self.applied, pack(self.db.snapshot()))
             self._snap_at = self.applied
         self._leadership(io)
 
@@ -488,7 +399,7 @@ class ChubbyReplica:
             if env is not None:
                 io.reply(env, SessionInfo(result, self.db.epoch, self.opts.lease_s))
             return
-        env, paths, lock_path = self.pending.pop(_key(cmd), (None, [], ""))
+        env, paths, lock_path = self.pending.pop(command_key(cmd), (None, [], ""))
         for path in paths:
             self.busy[path] -= 1
         if lock_path:
@@ -550,13 +461,13 @@ class ChubbyReplica:
         if call.op == "lookup":
             path = validate_path(call.args[0], self.opts.cell)
             node = self.db.nodes.get(path)
-            result: Any = None if node is None else _cached_stat(node.stat())
+            result: Any = None if node is None else cached_stat(node.stat())
         else:
             result = self.db.query(call.session, call.op, call.args)
             if call.op != "read":
                 return result, False
             path = self.db.handles[call.args[0]].path
-            result = [result[0], _cached_stat(result[1])]
+            result = [result[0], cached_stat(result[1])]
         cacheable = (not self.busy[path] and call.session in self.db.sessions
                      and call.session not in self.unacked_failover)
         if cacheable:
@@ -565,22 +476,9 @@ class ChubbyReplica:
 
     def _reply_result(self, io: Io, env: Envelope, result: Any, cacheable: bool) -> None:
         if isinstance(result, dict) and "error" in result:
-            exc = _error_of(result)
+            exc = error_of(result)
             io.reply(env, ErrorReply.definite(exc))
         else:
             io.reply(env, CallResult(result, cacheable))
 
 
-def _cached_stat(stat: dict[str, Any]) -> dict[str, Any]:
-    """The metadata a client caches: everything but lock state (which changes without
-    invalidation)."""
-    return {k: v for k, v in stat.items() if k != "lock_gen"}
-
-
-def _error_of(result: dict[str, Any]) -> DefiniteError:
-    from giants.core.errors import NotFound
-
-    if result["error"] == "session_expired":
-        return Rejected("session expired", reason="session_expired")
-    cls = NotFound if result["error"] == "NotFound" else Rejected
-    return cls(str(result.get("message", result["error"])), **dict(result.get("detail") or {}))

@@ -1,0 +1,82 @@
+"""Blocking ``Acquire`` at the Chubby master (Burrows, OSDI 2006, §2.4 "Locks",
+§2.5 "conflicting lock request" event, §2.4 lock-delay).
+
+An ``acquire`` that cannot be granted now -- the lock is held in a conflicting mode,
+another acquire of it is in the log, or a lock-delay is running -- is *parked* at the
+master (volatile; a client re-sends it after a fail-over) and holders subscribed to
+``conflict`` are told. Whenever the lock's state may have changed, the first parked
+acquire that can now be granted is proposed; applying it decides (a lost race answers
+``[False, None]`` and the client library asks again).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from giants.chubby._cell import MAX_PARKED
+from giants.chubby._messages import Call
+from giants.chubby._namespace import Namespace
+from giants.core.envelope import Envelope, ErrorReply
+from giants.core.errors import Rejected, Unavailable
+from giants.core.process import Io
+
+__all__ = ["LockWaiting"]
+
+
+class LockWaiting:
+    """Mixed into ``ChubbyReplica``; uses its database and master state."""
+
+    db: Namespace
+    acquiring: Counter[str]
+    delay_until: dict[str, float]
+    parked: dict[str, list[tuple[Envelope, Call]]]
+
+    def _modify(self, io: Io, env: Envelope | None, command: list[Any], paths: list[str],
+                writer: int) -> None:
+        raise NotImplementedError
+
+    def _queue_event(self, io: Io, sid: int, event: list[Any]) -> int:
+        raise NotImplementedError
+
+    def _must_wait(self, call: Call, now: float) -> bool:
+        h = self.db.handles.get(call.args[0])
+        node = self.db.nodes.get(h.path) if h is not None else None
+        if h is None or node is None or h.session != call.session:
+            return False            # applying it reports the bad handle
+        if self.acquiring[h.path] or (node.delayed and now < self.delay_until.get(
+                h.path, float("inf"))):
+            return True
+        return bool(node.exclusive) or (call.args[1] == "x" and bool(node.shared))
+
+    def _park(self, io: Io, env: Envelope, call: Call) -> None:
+        path = self.db.handles[call.args[0]].path
+        queue = self.parked.setdefault(path, [])
+        queue[:] = [(e, c) for e, c in queue if (c.session, c.seq) != (call.session, call.seq)]
+        if sum(len(q) for q in self.parked.values()) >= MAX_PARKED:
+            io.reply(env, ErrorReply.definite(Unavailable("too many waiting acquires")))
+            return
+        queue.append((env, call))
+        node = self.db.nodes[path]
+        for hid in sorted({node.exclusive, *node.shared} - {0}):
+            h = self.db.handles[hid]
+            if "conflict" in h.events:
+                self._queue_event(io, h.session, ["conflict", path, call.args[1], hid])
+
+    def _wake(self, io: Io, path: str) -> None:
+        queue = self.parked.get(path)
+        while queue:
+            env, call = queue[0]
+            if call.session not in self.db.sessions or call.args[0] not in self.db.handles:
+                queue.pop(0)
+                io.reply(env, ErrorReply.definite(Rejected(
+                    "session expired or handle closed while waiting", reason="bad_handle")))
+                continue
+            if self._must_wait(call, io.now):
+                return
+            queue.pop(0)
+            io.probe("chubby.parked_acquire_woken")
+            self._modify(io, env, ["op", call.session, call.seq, call.op, call.args, True],
+                         [], call.session)
+        self.parked.pop(path, None)
+
