@@ -264,3 +264,28 @@ def test_write_retried_while_pending_is_applied_once(cell: SimCell) -> None:
     stat = cell.result("carol", op)
     assert stat["content_gen"] == 1
     assert cell.call("carol", "read", h)[0] == b"once"
+
+
+def test_abandoned_acquire_is_released_or_adopted(cell: SimCell) -> None:
+    """A caller that stops waiting for a blocking acquire: if it later wins, the library
+    releases it at once; asking again instead waits for the same acquire."""
+    ha = cell.call("alice", "open", f"{ROOT}/lock", "l", "file", [], None)[0]
+    hb = cell.call("bob", "open", f"{ROOT}/lock", "l", "file", [], None)[0]
+    cell.call("alice", "acquire", ha, "x")
+    bob = cell.clients["bob"].core
+    first = cell.start("bob", "acquire", [hb, "x"])
+    cell.sim.run_for(0.3)
+    bob.abandon(cell.sim.now, first)
+    cell.call("alice", "release", ha)
+    cell.sim.run_for(1.0)                     # bob won, then let go of it by itself
+    assert first not in cell.clients["bob"].done
+    assert cell.master().db.nodes[f"{ROOT}/lock"].exclusive == 0
+    ok, _ = cell.call("alice", "acquire", ha, "x")
+    assert ok
+    second = cell.start("bob", "acquire", [hb, "x"])
+    cell.sim.run_for(0.3)
+    bob.abandon(cell.sim.now, second)
+    again = cell.start("bob", "acquire", [hb, "x"])     # adopts the pending one
+    cell.call("alice", "release", ha)
+    ok, seq = cell.result("bob", again)
+    assert ok and cell.call("alice", "check_sequencer", seq) is True

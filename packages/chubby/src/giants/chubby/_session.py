@@ -187,6 +187,14 @@ class ClientCore:
             self._complete(o, Unavailable("too many calls queued"), None)
             return o.op_id
         o.path = self._path_of(op, args)
+        for earlier in self._writes:
+            if (earlier.op_id in self._abandoned and earlier.op == op
+                    and earlier.args == o.args):
+                # the caller asks again for what it gave up waiting for: wait for that
+                self._abandoned.discard(earlier.op_id)
+                earlier.op_id = o.op_id
+                earlier.deadline = o.deadline
+                return o.op_id
         if op in READ_OPS:
             key = (op, o.path)
             if self.opts.cache and op in CACHED_OPS and key in self.cache.entries:
