@@ -21,8 +21,9 @@ Per server, the paper's pipeline maps onto this class as follows:
   exactly once, so retransmitting a forward (lost message, leader change) is safe.
 * **Early replies.** The leader sends each write's outcome to the server the client is
   connected to (``Applied``) as soon as it applies it. A connection without registered
-  watches is answered from that at once; its later reads wait until the local tree has
-  applied that zxid, so read-your-writes and FIFO order hold. A connection with watches
+  watches is answered from that at once; reads behind that reply wait until the local
+  tree has applied its zxid and run right after that entry, so read-your-writes and
+  FIFO order hold. A connection with watches
   waits for its own server's apply, so its watch events keep their order with its
   replies.
 * **Watches** are local: registered by a read here, fired when this server applies a
@@ -38,18 +39,15 @@ are durable before its messages and client replies leave.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-from collections import OrderedDict, deque
-from dataclasses import dataclass, field
+from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Any
-
-import msgpack
 
 from giants.core.consensus import ConsensusConfig, ConsensusCore, ConsensusFactory
 from giants.core.envelope import Envelope
 from giants.core.errors import NotLeader
 from giants.core.process import Durable, Io
+from giants.zookeeper._conn import Conn, Item, admin_text, digest_id
 from giants.zookeeper._jute import (
     AUTH_XID,
     PING_XID,
@@ -60,7 +58,6 @@ from giants.zookeeper._jute import (
     Op,
     decode_connect,
     decode_request,
-    encode_connect_response,
     watch_event,
 )
 from giants.zookeeper._messages import (
@@ -73,7 +70,8 @@ from giants.zookeeper._messages import (
     Touch,
 )
 from giants.zookeeper._replies import read, reply, write_body
-from giants.zookeeper._tree import DataTree
+from giants.zookeeper._sessions import on_closed, on_session_result, sessions_tick
+from giants.zookeeper._tree import DataTree, pack, unpack
 
 __all__ = ["ZooKeeperServer", "ServerOptions", "zxid_of"]
 
@@ -84,15 +82,6 @@ MAX_QUEUED_PER_CONN = 10_000
 # long (a lost message) or when the leader changed. Progress resets the clock, so a long
 # pipelined batch is not retransmitted while it is being worked through.
 RETRANSMIT_S = 1.0
-# How often a follower tells the leader which sessions it heard from.
-TOUCH_EVERY_S = 0.1
-# A new expiry proposal for a session is made at most this often.
-EXPIRE_RETRY_S = 1.0
-# A server that has known no leader for this long drops its client connections, as a
-# ZooKeeper follower that lost its leader does, so clients move to a server that can
-# reach a quorum (and keep their sessions alive there). Above a normal election.
-LEADERLESS_CLOSE_S = 1.0
-VERSION = "3.8.0-giants"
 # Closed connections remembered, so frames still in flight on one are not mistaken for a
 # new connection's handshake.
 MAX_DEAD_CONNS = 4096
@@ -122,50 +111,6 @@ class ServerOptions:
                                                                  "max_buffer")})
 
 
-@dataclass
-class Item:
-    """One request waiting in its connection's FIFO queue."""
-
-    xid: int
-    op: int
-    body: list[Any] | None
-    frame: bytes | None = None   # the reply, once known
-    command: bytes | None = None  # for writes: what goes to the log
-    wseq: int = 0
-    sent_at: float = -1.0
-
-
-@dataclass
-class Conn:
-    key: tuple[str, int]
-    owner: str
-    state: str = "new"          # new -> connecting -> open
-    sid: int = 0
-    timeout_ms: int = 0
-    auth: list[list[str]] = field(default_factory=list)
-    queue: deque[Item] = field(default_factory=deque)
-    connect: Item | None = None
-    wseq: int = 0
-    last_heard: float = 0.0
-    watches: set[tuple[str, str]] = field(default_factory=set)
-    progress_at: float = 0.0
-    min_zxid: int = 0  # reads wait until the tree applied this (an early-answered write)
-    rx_next: int = 1
-    rx_held: dict[int, bytes] = field(default_factory=dict)
-
-
-def _pack(v: Any) -> bytes:
-    return bytes(msgpack.packb(v, use_bin_type=True))
-
-
-def _unpack(b: bytes) -> Any:
-    return msgpack.unpackb(b, raw=False, strict_map_key=False)
-
-
-def digest_id(user_password: str) -> str:
-    """ZooKeeper's digest id: ``user:base64(sha1("user:password"))``."""
-    user = user_password.split(":", 1)[0]
-    return f"{user}:{base64.b64encode(hashlib.sha1(user_password.encode()).digest()).decode()}"
 
 
 class ZooKeeperServer:
@@ -202,8 +147,6 @@ class ZooKeeperServer:
         self._behind: set[tuple[str, int]] = set()
         self._dead: OrderedDict[tuple[str, int], None] = OrderedDict()
         self.now = 0.0
-        self.applied_log: list[int] = []  # zxids applied since start, for sim invariants
-        self.keep_applied_log = False
 
     # -- Process ----------------------------------------------------------------------
 
@@ -218,7 +161,7 @@ class ZooKeeperServer:
         self.consensus.tick(io)
         self._drain(io)
         self._retransmit(io)
-        self._sessions_tick(io)
+        sessions_tick(self, io)
         self._flush(io)
 
     def receive(self, io: Io, env: Envelope) -> None:
@@ -237,7 +180,8 @@ class ZooKeeperServer:
         elif isinstance(body, Hangup):
             self._drop_conn((env.source, body.conn))
         elif isinstance(body, AdminWord):
-            self._admin((env.source, body.conn), body.word)
+            key = (env.source, body.conn)
+            self._send(key, [admin_text(self, body.word).encode()], close=True)
         elif self.consensus.handles(body):
             self.consensus.receive(io, env)
         else:
@@ -307,7 +251,7 @@ class ZooKeeperServer:
             cmd = ["cs", self.node_id, now_ms, timeout, pw, conn.owner]
         else:
             cmd = ["at", self.node_id, now_ms, sid, passwd, conn.owner]
-        conn.connect = Item(0, 0, None, command=_pack(cmd))
+        conn.connect = Item(0, 0, None, command=pack(cmd))
         self._propose_item(io, conn.connect)
 
     def _on_request(self, io: Io, conn: Conn, data: bytes) -> None:
@@ -329,11 +273,11 @@ class ZooKeeperServer:
         elif op in WRITE_OPS:
             conn.wseq += 1
             item.wseq = conn.wseq
-            item.command = _pack(["op", self.node_id, self._now_ms(io), conn.sid,
+            item.command = pack(["op", self.node_id, self._now_ms(io), conn.sid,
                                   conn.owner, conn.wseq, conn.auth, op, body])
             self._propose_item(io, item)
         elif op == Op.CLOSE:
-            item.command = _pack(["cl", self.node_id, self._now_ms(io), conn.sid,
+            item.command = pack(["cl", self.node_id, self._now_ms(io), conn.sid,
                                   conn.owner])
             self._propose_item(io, item)
         self._pump(conn)
@@ -352,6 +296,8 @@ class ZooKeeperServer:
                 item.frame = self._execute_local(conn, item)
             out.append(item.frame)
             conn.queue.popleft()
+            if item.early_zxid > conn.min_zxid:
+                conn.min_zxid = item.early_zxid
             if item.op == Op.AUTH and item.body is not None and item.frame[-4:] != b"\0\0\0\0":
                 self._send(conn.key, out, close=True)
                 self._drop_conn(conn.key)
@@ -427,8 +373,10 @@ class ZooKeeperServer:
         ready = self.consensus.take_ready()
         if ready.snapshot is not None and ready.snapshot[0] > self.applied_index:
             index, data = ready.snapshot
-            self.tree.restore(_unpack(data))
+            self.tree.restore(unpack(data))
             self.applied_index = self._snap_index = index
+            if self._behind:
+                self._release_behind()
         for entry in ready.entries:
             if entry.index <= self.applied_index:
                 continue
@@ -437,14 +385,8 @@ class ZooKeeperServer:
             self.applied_index = entry.index
             if entry.command is not None:
                 self._apply(io, entry.command, zxid_of(entry.term, entry.index))
-        if (ready.entries or ready.snapshot) and self._behind:
-            behind, self._behind = self._behind, set()
-            for key in behind:
-                conn = self.conns.get(key)
-                if conn is not None:
-                    self._pump(conn)
         if self.applied_index - self._snap_index >= self.opts.snapshot_every:
-            self.consensus.compact(io, self.applied_index, _pack(self.tree.snapshot()))
+            self.consensus.compact(io, self.applied_index, pack(self.tree.snapshot()))
             self._snap_index = self.applied_index
         leading = self.consensus.leader() == self.node_id
         if leading and not self._leading:
@@ -454,16 +396,16 @@ class ZooKeeperServer:
         self._leading = leading
 
     def _apply(self, io: Io, raw: bytes, zxid: int) -> None:
-        cmd = _unpack(raw)
+        cmd = unpack(raw)
         result, events = self.tree.apply(cmd, zxid)
-        if self.keep_applied_log:
-            self.applied_log.append(zxid)
         self._fire(events)
+        if self._behind:
+            self._release_behind()
         kind = cmd[0]
         if kind in ("cs", "at"):
-            self._on_session_result(io, cmd, result)
+            on_session_result(self, io, cmd, result)
         elif kind == "cl":
-            self._on_closed(cmd, result, zxid)
+            on_closed(self, cmd, result, zxid)
         elif result[0] not in ("dup", "gap"):
             conn = self.by_owner.get(cmd[4])
             if conn is not None:
@@ -474,6 +416,17 @@ class ZooKeeperServer:
                 self._applied_out.setdefault(cmd[1], []).append(
                     [cmd[4], cmd[5], zxid, err, body])
 
+    def _release_behind(self) -> None:
+        """Run the reads that waited for the tree to reach their connection's
+        ``min_zxid`` -- right after the entry that reached it, before the next one, so
+        a read never sees a later write of its own session."""
+        for key in list(self._behind):
+            conn = self.conns.get(key)
+            if conn is None or conn.min_zxid <= self.tree.last_zxid:
+                self._behind.discard(key)
+                if conn is not None:
+                    self._pump(conn)
+
     def _on_applied(self, io: Io, msg: Applied) -> None:
         for owner, wseq, zxid, err, body in msg.results:
             conn = self.by_owner.get(owner)
@@ -483,7 +436,7 @@ class ZooKeeperServer:
                 if item.wseq == wseq and item.frame is None:
                     io.probe("zk.early_reply")
                     item.frame = reply(item.xid, zxid, err, bytes(body))
-                    conn.min_zxid = max(conn.min_zxid, zxid)
+                    item.early_zxid = zxid
                     conn.progress_at = self.now
                     self._pump(conn)
                     break
@@ -497,46 +450,6 @@ class ZooKeeperServer:
                                    if err == Err.OK else b"")
                 break
         self._pump(conn)
-
-    def _on_session_result(self, io: Io, cmd: list[Any], result: list[Any]) -> None:
-        owner = cmd[5]
-        if cmd[0] == "at" and result[0] == "ok":
-            # The session moved here from another connection: that one is done.
-            for other in list(self.conns.values()):
-                if other.sid == result[1] and other.owner != owner:
-                    io.probe("zk.session_moved_away")
-                    self._send(other.key, [], close=True)
-                    self._drop_conn(other.key)
-        if self._leading and result[0] == "ok":
-            self._touched[result[1]] = io.now
-        conn = self.by_owner.get(owner)
-        if conn is None or conn.state != "connecting":
-            return
-        conn.connect = None
-        if result[0] != "ok":
-            io.probe("zk.connect_expired_session")
-            self._send(conn.key, [encode_connect_response(0, 0, b"\0" * 16)], close=True)
-            self._drop_conn(conn.key)
-            return
-        _, sid, timeout, passwd = result
-        conn.state, conn.sid, conn.timeout_ms = "open", sid, timeout
-        self._send(conn.key, [encode_connect_response(timeout, sid, bytes(passwd))])
-
-    def _on_closed(self, cmd: list[Any], result: list[Any], zxid: int) -> None:
-        sid, owner = cmd[3], cmd[4]
-        self._touched.pop(sid, None)
-        self._expiring.pop(sid, None)
-        for conn in list(self.conns.values()):
-            if conn.sid != sid or conn.state != "open":
-                continue
-            if owner is not None and conn.owner == owner:
-                for item in conn.queue:
-                    if item.op == Op.CLOSE and item.frame is None:
-                        item.frame = reply(item.xid, zxid, Err.OK)
-                self._pump(conn)
-            if result[0] == "ok":
-                self._send(conn.key, [], close=True)
-                self._drop_conn(conn.key)
 
     def _fire(self, events: list[tuple[int, str]]) -> None:
         for etype, path in events:
@@ -554,41 +467,6 @@ class ZooKeeperServer:
                 self._send(key, [watch_event(etype, path)])
 
     # -- sessions ---------------------------------------------------------------------
-
-    def _sessions_tick(self, io: Io) -> None:
-        now = io.now
-        if self.consensus.leader() is not None:
-            self._leaderless_since = None
-        elif self._leaderless_since is None:
-            self._leaderless_since = now
-        elif now - self._leaderless_since > LEADERLESS_CLOSE_S:
-            self._leaderless_since = now
-            for conn in list(self.conns.values()):
-                io.probe("zk.leaderless_drops_clients")
-                self._send(conn.key, [], close=True)
-                self._drop_conn(conn.key)
-        for conn in list(self.conns.values()):
-            if conn.state == "open" and now - conn.last_heard > conn.timeout_ms / 1000:
-                io.probe("zk.silent_connection_closed")
-                self._send(conn.key, [], close=True)
-                self._drop_conn(conn.key)
-        if not self._leading:
-            leader = self.consensus.leader()
-            if self._to_touch and leader is not None and now - self._last_touch_sent >= TOUCH_EVERY_S:
-                io.send(leader, Touch(sorted(self._to_touch)))
-                self._to_touch.clear()
-                self._last_touch_sent = now
-            return
-        expired = []
-        for sid, s in self.tree.sessions.items():
-            last = self._touched.setdefault(sid, now)
-            if now - last > s.timeout_ms / 1000 and now - self._expiring.get(sid, -1e9) > EXPIRE_RETRY_S:
-                expired.append(sid)
-        for sid in expired:
-            io.probe("zk.session_expired")
-            io.trace("zk.expire", sid=sid)
-            self._expiring[sid] = now
-            self._propose(io, [_pack(["cl", self.node_id, self._now_ms(io), sid, None])])
 
     # -- connections ------------------------------------------------------------------
 
@@ -630,26 +508,3 @@ class ZooKeeperServer:
                 holders.discard(key)
                 if not holders:
                     del table[path]
-
-    def _admin(self, key: tuple[str, int], word: str) -> None:
-        mode = "leader" if self._leading else "follower"
-        if word == "ruok":
-            text = "imok"
-        elif word == "isro":
-            text = "rw"
-        elif word == "envi":
-            text = (f"Environment:\nzookeeper.version={VERSION}, built on 01/01/2026 00:00 GMT\n"
-                    f"host.name=127.0.0.1\nserver.id={self.node_id}\n")
-        elif word in ("srvr", "stat"):
-            text = (f"Zookeeper version: {VERSION}\nLatency min/avg/max: 0/0/0\n"
-                    f"Connections: {len(self.conns)}\nOutstanding: "
-                    f"{sum(len(c.queue) for c in self.conns.values())}\n"
-                    f"Zxid: 0x{self.tree.last_zxid:x}\nMode: {mode}\n"
-                    f"Node count: {len(self.tree.nodes)}\n")
-        elif word == "mntr":
-            text = (f"zk_version\t{VERSION}\nzk_server_state\t{mode}\n"
-                    f"zk_znode_count\t{len(self.tree.nodes)}\n"
-                    f"zk_num_alive_connections\t{len(self.conns)}\n")
-        else:
-            text = f"tickTime={self.opts.tick_ms}\nserverId={self.node_id}\n"
-        self._send(key, [text.encode()], close=True)
