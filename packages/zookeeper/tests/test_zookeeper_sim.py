@@ -48,6 +48,13 @@ def test_sessions_survive_server_crashes(giants_seeds: Any) -> None:
     assert moved > 0, "no client ever had to move to another server: the sweep is too tame"
 
 
+@pytest.mark.parametrize("seed", [359])
+def test_regression_seeds(seed: int) -> None:
+    """Seeds that once found a bug. 359: a read queued behind an early-answered write
+    waited for a *later* write's zxid and so saw the session's own later delete."""
+    run_zk_sim(raft_factory, seed)
+
+
 def test_runs_on_solo_consensus_too() -> None:
     run_zk_sim(solo_factory, 0, nodes=1, nemesis=("loss", "reorder", "duplicate"))
 
