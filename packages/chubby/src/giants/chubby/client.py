@@ -55,6 +55,7 @@ class ChubbyClient:
         self.core = ClientCore(list(endpoints), user=user, nonce=uuid.uuid4().hex,
                                options=options, adopt=adopt)
         self.connect_timeout_s = connect_timeout_s
+        self._adopted = adopt is not None     # someone else's session: leave it running
         self._client = tcp.Client(f"chubby-client-{uuid.uuid4().hex[:10]}")
         self._waiters: dict[int, trio.Event] = {}
         self._results: dict[int, tuple[GiantsError | None, Any]] = {}
@@ -86,7 +87,7 @@ class ChubbyClient:
         if self.closed:
             return
         self.closed = True
-        if self.core.state == "safe" and exc[0] is None:
+        if self.core.state == "safe" and exc[0] is None and not self._adopted:
             with trio.move_on_after(2.0):
                 await self._call("end_session", [])
         assert self._nursery is not None
