@@ -157,3 +157,18 @@ async def test_lock_service_capability(cluster: LocalCluster) -> None:
             with trio.fail_after(10):
                 await changed.wait()
         await b.release("svc/leader")
+
+
+def test_shell_commands(cluster: LocalCluster, monkeypatch: pytest.MonkeyPatch,
+                        capsys: pytest.CaptureFixture[str]) -> None:
+    """``giants chubby write|cat|ls`` against the cell; a bad path exits 1 with the error."""
+    from giants.core.cli import main
+
+    monkeypatch.setenv("GIANTS_ENDPOINTS", ",".join(cluster.endpoints["replica"]))
+    assert main(["chubby", "write", "/ls/cell/sh/greeting", "hi there", "--mkdirs"]) == 0
+    assert main(["chubby", "cat", "/ls/cell/sh/greeting"]) == 0
+    assert main(["chubby", "ls", "/ls/cell/sh"]) == 0
+    out = capsys.readouterr().out
+    assert "hi there" in out and "greeting" in out
+    assert main(["chubby", "cat", "/etc/passwd"]) == 1
+    assert "invalid path" in capsys.readouterr().out
