@@ -49,14 +49,17 @@ class ChubbyClient:
 
     def __init__(self, endpoints: list[str], *, user: str = "anonymous",
                  options: ClientOptions | None = None, connect_timeout_s: float = 10.0,
-                 adopt: tuple[int, int] | None = None) -> None:
+                 adopt: tuple[int, int] | None = None, transport: Any = None) -> None:
+        """``transport``: a ``giants.core.transport`` client to use instead of a new
+        ``tcp.Client`` (driver tests pass a ``memory.Client``); it is entered and left
+        with this client."""
         if not endpoints:
             raise LocalProtocolError("ChubbyClient needs at least one replica endpoint")
         self.core = ClientCore(list(endpoints), user=user, nonce=uuid.uuid4().hex,
                                options=options, adopt=adopt)
         self.connect_timeout_s = connect_timeout_s
         self._adopted = adopt is not None     # someone else's session: leave it running
-        self._client = tcp.Client(f"chubby-client-{uuid.uuid4().hex[:10]}")
+        self._client = transport or tcp.Client(f"chubby-client-{uuid.uuid4().hex[:10]}")
         self._waiters: dict[int, trio.Event] = {}
         self._results: dict[int, tuple[GiantsError | None, Any]] = {}
         self._events_send, self._events_recv = trio.open_memory_channel[list[Any]](EVENT_BUFFER)
