@@ -110,7 +110,7 @@ class ChubbyReplica(LockWaiting):
         self.parked: dict[str, list[tuple[Envelope, Call]]] = {}
         self.acquiring: Counter[str] = Counter()
         self.delay_until: dict[str, float] = {}
-        self.reads: dict[int, tuple[Envelope, Call] | tuple[int, float]] = {}
+        self.reads: dict[int, tuple[Envelope, Call] | tuple[tuple[int, ...], float]] = {}
         self.read_queue: list[tuple[int, int]] = []
 
     # -- Process ----------------------------------------------------------------------
@@ -184,21 +184,23 @@ class ChubbyReplica(LockWaiting):
             self._acknowledged(io, sid, ka.ack)
         self.held[sid] = (env, io.now)
         if queue or ka.epoch != self.db.epoch:
-            self._answer_keepalive(io, sid)
+            self._answer_keepalives(io, [sid])
 
-    def _answer_keepalive(self, io: Io, sid: int) -> None:
-        """Confirm we still lead (a read barrier) before promising a lease: a newer
-        master takes over only after a quorum left our term, which is after the barrier
-        started, so ``started + lease_s`` is within the lease the newer master grants."""
-        if sid in self.answering:
+    def _answer_keepalives(self, io: Io, sids: list[int]) -> None:
+        """Confirm we still lead (one read barrier for all of ``sids``) before promising
+        leases: a newer master takes over only after a quorum left our term, which is
+        after the barrier started, so ``started + lease_s`` is within the lease the
+        newer master grants."""
+        due = tuple(sid for sid in sids if sid not in self.answering)
+        if not due:
             return
         self._token += 1
         try:
             self.consensus.read_barrier(io, self._token)
         except NotLeader:
             return
-        self.answering.add(sid)
-        self.reads[self._token] = (sid, io.now)
+        self.answering.update(due)
+        self.reads[self._token] = (due, io.now)
 
     def _send_keepalive(self, io: Io, sid: int, started: float) -> None:
         self.answering.discard(sid)
@@ -316,9 +318,9 @@ class ChubbyReplica(LockWaiting):
     def _master_tick(self, io: Io) -> None:
         now = io.now
         margin = self.opts.keepalive_margin_s
-        for sid in sorted(self.held):
-            if self.events.get(sid) or self.lease_end.get(sid, 0.0) - now <= margin:
-                self._answer_keepalive(io, sid)
+        self._answer_keepalives(io, [
+            sid for sid in sorted(self.held)
+            if self.events.get(sid) or self.lease_end.get(sid, 0.0) - now <= margin])
         for sid in sorted(self.db.sessions):
             if (sid not in self.held and sid not in self.expiring
                     and self.lease_end.get(sid, 0.0) < now):
@@ -358,7 +360,9 @@ class ChubbyReplica(LockWaiting):
                 self._apply(io, unpack(entry.command))
         for token in ready.failed_reads:
             pending = self.reads.pop(token, None)
-            if pending is not None and isinstance(pending[0], Envelope):
+            if pending is not None and isinstance(pending[0], tuple):
+                self.answering.difference_update(pending[0])    # asked again next tick
+            elif pending is not None:
                 io.reply(pending[0], ErrorReply.definite(NotLeader(hint=self.consensus.leader())))
         self.read_queue.extend(ready.reads)
         self._serve_reads(io)
@@ -444,8 +448,9 @@ class ChubbyReplica(LockWaiting):
             pending = self.reads.pop(token, None)
             if pending is None:
                 continue
-            if not isinstance(pending[0], Envelope):
-                self._send_keepalive(io, pending[0], pending[1])
+            if isinstance(pending[0], tuple):
+                for sid in pending[0]:
+                    self._send_keepalive(io, sid, pending[1])
                 continue
             env, call = pending
             assert isinstance(call, Call)
