@@ -49,6 +49,27 @@ def tests(session: nox.Session) -> None:
     session.run("pytest", *PYTEST_ARGS, *_test_dirs(), *session.posargs)
 
 
+def _sibling_deps(name: str, seen: set[str] | None = None) -> list[str]:
+    """The monorepo packages ``name`` declares (dependencies and its test extra),
+    transitively: they are not on any index, so they install from their directories."""
+    import tomllib
+
+    seen = seen if seen is not None else {name}
+    project = tomllib.loads((ROOT / "packages" / name / "pyproject.toml").read_text())["project"]
+    declared = list(project.get("dependencies", []))
+    declared += project.get("optional-dependencies", {}).get("test", [])
+    out = []
+    for req in declared:
+        dist = req.split(";")[0].strip().split("[")[0]
+        for op in "<>=!~ ":
+            dist = dist.split(op)[0]
+        sibling = dist.removeprefix("giants-") if dist.startswith("giants-") else None
+        if sibling and sibling in PACKAGES and sibling not in seen:
+            seen.add(sibling)
+            out += [sibling, *_sibling_deps(sibling, seen)]
+    return out
+
+
 def _package_session(name: str) -> None:
     path = "common" if name == "core" else f"packages/{name}"
 
@@ -56,6 +77,8 @@ def _package_session(name: str) -> None:
     def one(session: nox.Session) -> None:
         deps = ["-e", "common[test]"]
         if name != "core":
+            for sibling in _sibling_deps(name):
+                deps += ["-e", f"packages/{sibling}"]
             deps += ["-e", f"{path}[test]"]
         session.install(*deps)
         session.run("pytest", *PYTEST_ARGS, f"{path}/tests", *session.posargs)
