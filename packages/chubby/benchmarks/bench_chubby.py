@@ -175,7 +175,7 @@ async def main(quick: bool) -> None:
             rates = await client_rates(endpoints, duration)
             capacity = 0
             rounds = []
-            for n in ((100, 400) if quick else (250, 500, 1000, 2000, 4000)):
+            for n in ((100, 400) if quick else (250, 500, 1000, 1500, 2000, 3000, 4000)):
                 p99, lost = await keepalive_round(master, n, duration + INTERVAL_S * 2)
                 rounds.append((n, p99, lost))
                 print(f"  {n} sessions: KeepAlive p99 lateness {p99 * 1000:.0f} ms, lost {lost}",
