@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
 from kazoo.client import KazooClient
 from kazoo.protocol.states import KazooState
 
@@ -175,3 +176,21 @@ def test_kazoo_on_a_paxos_ensemble_survives_leader_and_server_kills(
     finally:
         zk2.stop()
         zk2.close()
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="registry.lock_service('zookeeper') yields Coordination, which lacks "
+                          "acquire/release/check_sequencer (docs/integration.md finding 3)")
+def test_zookeeper_lock_service_satisfies_the_protocol(ensemble: LocalCluster) -> None:
+    """The ``lock_service`` named ``zookeeper`` should be usable wherever ``chubby`` is."""
+    from giants.core.interfaces import LockService
+    from giants.core.plugins import load_registry
+
+    addrs = ensemble.service_endpoints("coord")["server"]
+
+    async def kind() -> tuple[str, bool]:
+        async with load_registry().lock_service("zookeeper")(addrs) as locks:
+            return type(locks).__name__, isinstance(locks, LockService)
+
+    name, conforms = trio.run(kind)
+    assert conforms, f"{name} is not a LockService"
