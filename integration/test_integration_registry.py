@@ -20,7 +20,7 @@ from giants.core.testing.consensus_conformance import CONFORMANCE_CHECKS
 EXPECTED_CAPABILITIES = {
     "consensus": {"raft", "paxos", "solo"},
     "filesystem": {"gfs"},
-    "lock_service": {"chubby", "zookeeper"},
+    "lock_service": {"chubby"},
     "coordination": {"zookeeper"},
     "commit_protocol": {"2pc"},
     "lock_manager": {"2pl"},
@@ -59,7 +59,7 @@ def test_capabilities_have_the_documented_shapes(registry: Registry) -> None:
         assert callable(registry.consensus(name))
     # the client factories are callables taking endpoints (tested on real processes below)
     for factory in (registry.filesystem("gfs"), registry.lock_service("chubby"),
-                    registry.lock_service("zookeeper"), registry.get("coordination", "zookeeper")):
+                    registry.get("coordination", "zookeeper")):
         assert callable(factory)
 
 
@@ -90,18 +90,8 @@ def test_consensus_plugins_pass_conformance_by_name(
         check(factory, seed, options={})
 
 
-# Known bug (reported): ZooKeeper derives zxid = (term << 32) | index, assuming entry terms
-# never decrease along the log, as in Raft. giants-paxos reports term 0 for slots it
-# learned as already chosen (paxos/_core.py ``_emit``), so a ZooKeeper server on paxos
-# trips "zxid went backwards" in DataTree.apply. Strict: this fails once it is fixed.
-PAXOS_ZXID_BUG = pytest.mark.xfail(
-    strict=True, raises=AssertionError,
-    reason="zookeeper zxid_of(term, index) needs non-decreasing terms; paxos emits term 0 "
-           "for learned-chosen slots")
-
-
 @pytest.mark.sim
-@pytest.mark.parametrize("consensus", ["raft", pytest.param("paxos", marks=PAXOS_ZXID_BUG)])
+@pytest.mark.parametrize("consensus", ["raft", "paxos"])
 def test_zookeeper_core_runs_on_either_consensus(
         registry: Registry, consensus: str, giants_seeds: Callable[[int], Any]) -> None:
     """The ZooKeeper server core, unchanged, over a consensus plugin picked by name, under

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import trio
 from kazoo.client import KazooClient
 from kazoo.protocol.states import KazooState
 
@@ -100,33 +99,6 @@ def _name_of(cluster: LocalCluster, address: str) -> str:
 def _peer(zk: KazooClient) -> str:
     host, port = zk._connection._socket.getpeername()[:2]
     return f"{host}:{port}"
-
-
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="registry.lock_service('zookeeper') yields Coordination, which lacks "
-                          "acquire/release/check_sequencer (docs/integration.md finding 3)")
-def test_zookeeper_lock_service_satisfies_the_protocol(ensemble: LocalCluster) -> None:
-    """The ``lock_service`` named ``zookeeper`` should be usable wherever ``chubby`` is."""
-    from giants.core.interfaces import LockService
-    from giants.core.plugins import load_registry
-    from giants.zookeeper.client import ConnectionLoss
-
-    addrs = ensemble.service_endpoints("coord")["server"]
-
-    _leader(addrs)
-
-    async def kind() -> tuple[str, bool]:
-        factory = load_registry().lock_service("zookeeper")
-        with trio.fail_after(30):
-            while True:
-                try:
-                    async with factory(addrs) as locks:
-                        return type(locks).__name__, isinstance(locks, LockService)
-                except ConnectionLoss:      # every server busy electing: try again
-                    await trio.sleep(0.1)
-
-    name, conforms = trio.run(kind)
-    assert conforms, f"{name} is not a LockService"
 
 
 def test_kazoo_on_a_paxos_ensemble_survives_leader_and_server_kills(

@@ -51,7 +51,12 @@ __all__ = [
 @dataclass(frozen=True, slots=True)
 class Entry:
     """A committed log entry. ``command`` is None for entries the consensus layer made
-    for itself (no-ops, configuration changes): the service skips them."""
+    for itself (no-ops, configuration changes): the service skips them.
+
+    ``index`` is the same on every replica and grows by one along the log. ``term`` is
+    informational only (the term or ballot the entry was chosen under, 0 when the replica
+    does not know it, as a Paxos learner catching up does): it may differ between
+    replicas and need not be monotone, so derive nothing client-visible from it."""
 
     index: int
     term: int

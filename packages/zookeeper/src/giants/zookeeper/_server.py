@@ -10,7 +10,7 @@ Per server, the paper's pipeline maps onto this class as follows:
   ``Forward``. Reads (exists, getData, getChildren, getACL) never leave the server.
 * **Atomic broadcast.** The consensus core orders commands; every server applies the
   committed log in index order, so writes are linearizable. The zxid of an entry is
-  ``term << 32 | index``: monotonic across leaders, as Zab's ``(epoch, counter)``.
+  the log index: the same on every replica and growing along the log, as Zab's ``(epoch, counter)``.
 * **Replicated database.** ``DataTree`` (the in-memory tree + sessions); snapshots go
   to the consensus core's ``compact`` every ``snapshot_every`` entries and the log
   suffix replays on restart.
@@ -91,8 +91,15 @@ MAX_HELD_FRAMES = 256
 
 
 def zxid_of(term: int, index: int) -> int:
-    """Zab's (epoch, counter) pair, from the consensus term and log index."""
-    return (term << 32) | (index & 0xFFFF_FFFF)
+    """A write's zxid: its consensus log index.
+
+    Zab's zxid is an (epoch, counter) pair whose only job for clients is to be the same
+    on every server for the same transaction and to grow along the log. The log index has
+    both properties on every consensus plugin; the term does not (a Paxos replica that
+    learns an already chosen slot does not know the ballot it was chosen in), so it is not
+    part of the zxid. ``term`` is kept in the signature for callers that log it."""
+    del term
+    return index
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
-"""The ``zookeeper`` plugin: the ``zookeeper`` system, the ``coordination`` and
-``lock_service`` capabilities, and the ``giants zookeeper`` shell. Hook implementations
+"""The ``zookeeper`` plugin: the ``zookeeper`` system, the ``coordination`` capability
+(its lock/election/watch/small-file API is ZooKeeper's own, not the ``LockService``
+protocol, so it is not offered as a ``lock_service``), and the ``giants zookeeper`` shell. Hook implementations
 only.
 
 Ports of ``giants up zookeeper --nodes N --base-port P``: server ``i`` serves clients
@@ -82,13 +83,12 @@ def _coordination(endpoints: str | list[str], **options: Any) -> Any:
 @hookimpl
 def giants_register_services(registry: Registry) -> None:
     registry.provide("coordination", "zookeeper", _coordination)
-    registry.provide("lock_service", "zookeeper", _coordination)
     registry.add_system(System(
         name="zookeeper",
         summary="ZooKeeper ensemble (jute protocol, kazoo-compatible) on a consensus plugin",
         roles={"server": Role("server", _server_main, "a ZooKeeper server (client + peer port)")},
         plan=plan,
-        capabilities=("coordination:zookeeper", "lock_service:zookeeper"),
+        capabilities=("coordination:zookeeper",),
         demo=_demo,
         sim=_sim,
         default_nodes=3,
