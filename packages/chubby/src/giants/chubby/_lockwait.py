@@ -11,6 +11,7 @@ acquire that can now be granted is proposed; applying it decides (a lost race an
 
 from __future__ import annotations
 
+import abc
 from collections import Counter
 from typing import Any
 
@@ -24,20 +25,23 @@ from giants.core.process import Io
 __all__ = ["LockWaiting"]
 
 
-class LockWaiting:
-    """Mixed into ``ChubbyReplica``; uses its database and master state."""
+class LockWaiting(abc.ABC):
+    """Mixed into ``ChubbyReplica``; uses its database and master state, and the two
+    abstract methods below, which ``ChubbyReplica`` provides."""
 
     db: Namespace
     acquiring: Counter[str]
     delay_until: dict[str, float]
     parked: dict[str, list[tuple[Envelope, Call]]]
 
+    @abc.abstractmethod
     def _modify(self, io: Io, env: Envelope | None, command: list[Any], paths: list[str],
                 writer: int) -> None:
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def _queue_event(self, io: Io, sid: int, event: list[Any]) -> int:
-        raise NotImplementedError
+        ...
 
     def _must_wait(self, call: Call, now: float) -> bool:
         h = self.db.handles.get(call.args[0])
