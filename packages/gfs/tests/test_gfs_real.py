@@ -3,8 +3,8 @@
 * SIGKILL a chunkserver in the middle of a large write: the write completes, the master
   re-replicates to the goal, fsck is clean; corrupt a block on disk by hand: reads
   still return the right bytes while the replica is reported and re-cloned (§5.2).
-  The file is ``GIANTS_GFS_REAL_MB`` MB (default 24, in 1 MB chunks, to keep the suite
-  fast on a 2-core machine; the issue's 200 MB run is ``GIANTS_GFS_REAL_MB=200``).
+  The file is ``GIANTS_GFS_REAL_MB`` MB (default 200, the issue's size, in 1 MB chunks;
+  about 25 s here; set it lower for a quick local run).
 * Snapshot, master crash/restart, shadow reads, bad frames, and the CLI, all on real
   processes.
 """
@@ -38,7 +38,7 @@ pytestmark = pytest.mark.real
 class WrongCreate:
     path: int
 
-SIZE_MB = int(os.environ.get("GIANTS_GFS_REAL_MB", "24"))
+SIZE_MB = int(os.environ.get("GIANTS_GFS_REAL_MB", "200"))
 
 
 def _start(path):
