@@ -5,9 +5,17 @@ DESIGN.md "Three layers", layer 2 (the driver). ``run_process`` loads the proces
 
 * a **ticker** calls ``process.tick(io)`` every ``tick_s`` seconds (missed ticks are
   skipped, not replayed in a burst);
-* a **receive loop** takes the next envelope from the endpoint and then every envelope
-  already queued (up to ``MAX_BATCH``), calls ``process.receive`` for each, and flushes
-  their effects once -- *group commit*: many requests share one durable write.
+* **receiving**: the endpoint's reader tasks hand over what each read brought
+  (``Endpoint.set_receiver``; an endpoint without it is read by a receive loop that does
+  the same). If the process is idle and nothing older is waiting, the reader task steps
+  it at once -- ``process.receive`` for each envelope, then one flush -- with no task
+  switch between the socket and the process. If the process is busy (a flush is waiting
+  for the disk, a tick is running), the envelopes join the host's **backlog**, and
+  whoever holds the process drains the backlog, up to ``MAX_BATCH`` envelopes per flush,
+  before letting go -- *group commit*: the requests that arrived during one durable write
+  share the next. So the process is never left idle with a backlog, and envelopes are
+  stepped in arrival order. A backlog of ``RECEIVE_QUEUE_SIZE`` stops the readers that
+  add to it (backpressure) until it drains.
 
 A flush is in **contract order**: ``await store.apply(all persists)`` (one atomic,
 durable write) and only then the sends, with ``endpoint.send_many``. Process calls and
@@ -18,7 +26,8 @@ runs while an earlier call's effects are half carried out.
 ``MockClock``); ``io.rng`` is ``random.Random(seed)``, or seeded from the node id;
 message ids come from a per-host counter starting at 1.
 
-Errors: an exception from the process is a bug and propagates (the node dies loudly).
+Errors: an exception from the process is a bug and propagates out of ``run_process``
+(the node dies loudly), whichever task was stepping the process when it was raised.
 The one exception is ``RemoteProtocolError`` raised by ``receive`` for a malformed
 request: it is logged and answered with ``ErrorReply.protocol``; the effects the process
 recorded before raising are still carried out, so its memory and its disk agree.
@@ -31,6 +40,7 @@ from __future__ import annotations
 import itertools
 import logging
 import random
+from collections import deque
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -41,6 +51,7 @@ from giants.core.errors import RemoteProtocolError
 from giants.core.process import Durable, Io, PersistOp, Process, ProcessFactory
 from giants.core.trace import TraceWriter, summarize
 from giants.core.transport import Endpoint
+from giants.core.transport._base import RECEIVE_QUEUE_SIZE
 
 __all__ = ["DurableStore", "MemoryDurableStore", "run_process", "MAX_BATCH"]
 
@@ -104,7 +115,7 @@ class MemoryDurableStore:
 
 
 class _Host:
-    """The state of one running process: the process, its lock, its id counter."""
+    """The state of one running process: the process, its lock, its backlog, its ids."""
 
     def __init__(self, process: Process, node_id: str, endpoint: Endpoint,
                  store: DurableStore, rng: random.Random, trace: TraceWriter | None) -> None:
@@ -115,6 +126,10 @@ class _Host:
         self.rng = rng
         self.trace = trace
         self.lock = trio.Lock()
+        self.backlog: deque[Envelope] = deque()
+        self.failure: BaseException | None = None
+        self.failed = trio.Event()
+        self._room = trio.Event()
         self._ids = itertools.count(1)
 
     def new_io(self) -> Io:
@@ -143,13 +158,59 @@ class _Host:
         next_at = trio.current_time() + tick_s
         while True:
             await trio.sleep_until(next_at)
-            async with self.lock:
+            await self._acquire()
+            try:
                 io = self.new_io()
                 self.process.tick(io)
                 await self.flush(io)
+                await self._drain()
+            finally:
+                self.lock.release()
             next_at = max(next_at + tick_s, trio.current_time())
 
+    async def deliver(self, envs: list[Envelope]) -> None:
+        """Take envelopes from a reader task (see the module docstring): step the process
+        with them now if it is idle and nothing older waits, else add them to the
+        backlog for whoever holds the process."""
+        if self.failure is not None:
+            return  # the node is going down; run_process raises the failure
+        if self.backlog or self.lock.locked():
+            self.backlog.extend(envs)
+            while len(self.backlog) >= RECEIVE_QUEUE_SIZE and self.failure is None:
+                await self._room.wait()
+            return
+        self.lock.acquire_nowait()
+        try:
+            await self._step(envs)
+            await self._drain()
+        except Exception as exc:  # a bug in the process, or the store failed
+            self._fail(exc)
+        finally:
+            self.lock.release()
+
+    async def _drain(self) -> None:
+        """Step the process with the backlog until it is empty. Called with the lock
+        held, and last thing before it is released."""
+        backlog = self.backlog
+        while backlog:
+            batch = [backlog.popleft() for _ in range(min(len(backlog), MAX_BATCH))]
+            room, self._room = self._room, trio.Event()
+            room.set()
+            await self._step(batch)
+
+    async def _step(self, envs: list[Envelope]) -> None:
+        io = self.new_io()
+        for env in envs:
+            self._receive_one(io, env)
+        await self.flush(io)
+
+    def _fail(self, exc: BaseException) -> None:
+        self.failure = exc
+        self.failed.set()
+        self._room.set()
+
     async def receive_loop(self) -> None:
+        """For an endpoint without ``set_receiver``: read it and deliver."""
         endpoint = self.endpoint
         while True:
             batch = [await endpoint.receive()]
@@ -158,14 +219,12 @@ class _Host:
                     batch.append(endpoint.receive_nowait())
                 except trio.WouldBlock:
                     break
-            await self._acquire()
-            try:
-                io = self.new_io()
-                for env in batch:
-                    self._receive_one(io, env)
-                await self.flush(io)
-            finally:
-                self.lock.release()
+            await self.deliver(batch)
+
+    async def watch_failure(self) -> None:
+        await self.failed.wait()
+        assert self.failure is not None
+        raise self.failure
 
     async def _acquire(self) -> None:
         """Take the process lock; uncontended (the usual case) without a yield."""
@@ -217,7 +276,23 @@ async def run_process(
         io = host.new_io()
         host.process.start(io)
         await host.flush(io)
-    task_status.started(endpoint.address)
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(host.ticker, tick_s)
-        nursery.start_soon(host.receive_loop)
+    set_receiver = getattr(endpoint, "set_receiver", None)
+    if set_receiver is not None:
+        set_receiver(host.deliver)
+        while True:  # what arrived before the receiver was set goes first
+            try:
+                host.backlog.append(endpoint.receive_nowait())
+            except trio.WouldBlock:
+                break
+        async with host.lock:
+            await host._drain()
+    try:
+        task_status.started(endpoint.address)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(host.ticker, tick_s)
+            nursery.start_soon(host.watch_failure)
+            if set_receiver is None:
+                nursery.start_soon(host.receive_loop)
+    finally:
+        if set_receiver is not None:
+            set_receiver(None)

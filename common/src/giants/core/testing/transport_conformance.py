@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import random
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
@@ -317,6 +318,142 @@ class TransportConformance:
                 await ep.send(Envelope("s1", "c1", 1, late.msg_id, Pong(100)))
                 await ep.send(Envelope("s1", "c1", 2, fresh.msg_id, Pong(2)))
             assert got == [Pong(2)]
+
+    @pytest.mark.trio
+    async def test_concurrent_requests_one_unanswered(
+        self, kit: TransportKit, transport_clock: Any
+    ) -> None:
+        """Requests share one connection; whichever of them is reading replies when its
+        own deadline passes gives up on time, and the others still get theirs."""
+        async with kit.serve("s1") as ep, kit.client("c1") as c:
+            results: dict[int, Any] = {}
+
+            async def ask(n: int, timeout: float) -> None:
+                try:
+                    results[n] = await c.request(ep.address, Ping(n), timeout=timeout)
+                except Timeout:
+                    results[n] = "timeout"
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(ask, 0, SHORT_TIMEOUT_S)  # first: the likely reader
+                await trio.sleep(0.01)
+                for n in range(1, 6):
+                    nursery.start_soon(ask, n, REPLY_TIMEOUT_S)
+                got = {}
+                while len(got) < 6:
+                    env = await ep.receive()
+                    got[env.body.n] = env
+                await trio.sleep(SHORT_TIMEOUT_S * 2)  # request 0 times out meanwhile
+                assert results == {0: "timeout"}
+                for n in range(5, 0, -1):
+                    await ep.send(Envelope("s1", "c1", n, got[n].msg_id, Pong(n)))
+            assert results == {0: "timeout", **{n: Pong(n) for n in range(1, 6)}}
+
+    @pytest.mark.trio
+    async def test_cancelled_request_leaves_the_others_working(
+        self, kit: TransportKit, transport_clock: Any
+    ) -> None:
+        async with kit.serve("s1") as ep, kit.client("c1") as c:
+            results: dict[int, Any] = {}
+            first = trio.CancelScope()
+
+            async def ask_first() -> None:
+                with first:
+                    results[0] = await c.request(ep.address, Ping(0), timeout=REPLY_TIMEOUT_S)
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(ask_first)
+                await ep.receive()
+
+                async def ask(n: int) -> None:
+                    results[n] = await c.request(ep.address, Ping(n), timeout=REPLY_TIMEOUT_S)
+
+                nursery.start_soon(ask, 1)
+                env = await ep.receive()
+                first.cancel()
+                await trio.sleep(0.01)
+                await ep.send(Envelope("s1", "c1", 1, env.msg_id, Pong(1)))
+            assert results == {1: Pong(1)}
+
+    @pytest.mark.trio
+    async def test_idle_connection_closed_by_server_is_replaced(
+        self, kit: TransportKit, transport_clock: Any
+    ) -> None:
+        """A server that restarts between two requests costs the client nothing."""
+        async with kit.client("c1") as c:
+            async with serving_echo(kit, "s1") as ep:
+                address = ep.address
+                assert await c.request(address, Ping(1), timeout=REPLY_TIMEOUT_S) == Pong(1)
+            await trio.sleep(0.05)  # the close reaches the client's side
+            async with serving_echo(kit, "s1", listen=address):
+                for n in range(2, 5):
+                    assert await c.request(address, Ping(n), timeout=REPLY_TIMEOUT_S) \
+                        == Pong(n)
+
+    @pytest.mark.trio
+    @pytest.mark.parametrize("seed", range(3))
+    async def test_many_requests_random_delays_timeouts_and_cancels(
+        self, kit: TransportKit, transport_clock: Any, seed: int
+    ) -> None:
+        """120 overlapping requests on one connection: the server answers each after a
+        random delay, or never; callers time out or cancel at random. Every request ends
+        -- with its own reply, a Timeout no earlier than its deadline, or its
+        cancellation -- and none waits long past its deadline."""
+        rng = random.Random(seed)
+        async with kit.serve("s1") as ep, kit.client("c1") as c, \
+                trio.open_nursery() as server:
+            plan: dict[int, float | None] = {}
+
+            async def answer(env: Envelope, delay: float) -> None:
+                await trio.sleep(delay)
+                await ep.send(Envelope("s1", env.source, 1, env.msg_id, Pong(env.body.n)))
+
+            async def serve() -> None:
+                async for env in ep:
+                    delay = plan[env.body.n]
+                    if delay is not None:
+                        server.start_soon(answer, env, delay)
+
+            server.start_soon(serve)
+            outcomes: dict[int, str] = {}
+
+            async def ask(n: int, timeout: float, cancel_after: float | None) -> None:
+                started = trio.current_time()
+                with trio.CancelScope() as scope:
+                    if cancel_after is not None:
+                        scope.deadline = started + cancel_after
+                    try:
+                        reply = await c.request(ep.address, Ping(n), timeout=timeout)
+                    except Timeout:
+                        waited = trio.current_time() - started
+                        assert timeout - 0.01 <= waited <= timeout + 1.0, (n, waited)
+                        outcomes[n] = "timeout"
+                        return
+                    assert reply == Pong(n)
+                    outcomes[n] = "reply"
+                    return
+                outcomes[n] = "cancelled"
+
+            must_reply = set()
+            async with trio.open_nursery() as clients:
+                for n in range(120):
+                    plan[n] = None if rng.random() < 0.15 else rng.uniform(0, 0.05)
+                    cancel_after = rng.uniform(0, 0.06) if rng.random() < 0.15 else None
+                    long_wait = rng.random() < 0.5
+                    if long_wait and plan[n] is not None and cancel_after is None:
+                        must_reply.add(n)  # answered within 0.05 s, waits up to 2 s
+                    clients.start_soon(ask, n, 2.0 if long_wait else rng.uniform(0.02, 0.1),
+                                       cancel_after)
+                    if rng.random() < 0.3:
+                        await trio.sleep(rng.uniform(0, 0.005))
+            assert len(outcomes) == 120
+            assert all(outcomes[n] != "reply" for n in plan if plan[n] is None)
+            assert {n: outcomes[n] for n in must_reply} == {n: "reply" for n in must_reply}
+            assert "reply" in outcomes.values()
+            plan[1000] = 0.0  # and the connection is still good for more
+            assert await c.request(ep.address, Ping(1000), timeout=REPLY_TIMEOUT_S) \
+                == Pong(1000)
+            server.cancel_scope.cancel()
 
     @pytest.mark.trio
     async def test_unencodable_body_is_a_local_error(

@@ -2,15 +2,26 @@
 
 One connection per address, opened on first use and again on the first use after it
 broke. Requests are pipelined: each gets a fresh ``msg_id``, its frame joins the
-connection's coalescing writer, and the connection's reader task hands each reply to the
-request whose ``msg_id`` it names in ``in_reply_to``. A reply nobody waits for any more
-(its request timed out) is dropped. When the connection breaks, every request in flight
-on it fails with ``ConnectionLost``; the next request reconnects.
+connection's coalescing writer, and each reply is handed to the request whose ``msg_id``
+it names in ``in_reply_to``. A reply nobody waits for any more (its request timed out)
+is dropped. When the connection breaks, every request in flight on it fails with
+``ConnectionLost``; the next request reconnects.
+
+Who reads the replies. Over a ``LeanSocketStream`` (TCP) the requesters read them
+themselves, one at a time ("leader/follower"): a request whose reply has not come takes
+the reader role if nobody has it, reads, hands each reply it finds to its request, and
+when its own has come passes the role to a request still waiting. So a lone request
+costs one task wake-up for its reply, not two (a reader task, then the requester). A
+connection with no request in flight is read by nobody; the next request first takes
+what the kernel holds (``receive_nowait``), so a connection the server closed meanwhile
+is noticed and replaced before anything is written to it. Over other streams (the
+memory transport) a reader task per connection does the reading.
 
 Deadlines: connecting and waiting for one of the ``MAX_IN_FLIGHT_PER_CONNECTION`` slots
 run under a cancel scope (rare), the rest of a request's deadline is kept by the
-client's ``DeadlineTimer`` (see ``_deadlines``). A request whose deadline passes while
-its frame is stuck in a write to a server that does not read closes that connection.
+client's ``DeadlineTimer`` (see ``_deadlines``), which wakes a reading requester with
+``LeanSocketStream.interrupt_receive``. A request whose deadline passes while its frame
+is stuck in a write to a server that does not read closes that connection.
 """
 
 from __future__ import annotations
@@ -50,6 +61,7 @@ from giants.core.transport._base import (
 )
 from giants.core.transport._conn import TRANSPORT_ERRORS, FramedConnection, close_quietly
 from giants.core.transport._deadlines import DeadlineTimer
+from giants.core.transport.lean import LeanSocketStream, ReceiveInterrupted
 
 __all__ = ["StreamClient"]
 
@@ -72,26 +84,42 @@ class _Call:
         self.writing = False
 
     async def expire(self) -> None:
-        self.error = Timeout(f"{self.conn.label}: no reply within {self.timeout_s}s")
-        self.conn.pending.pop(self.msg_id, None)
+        conn = self.conn
+        self.error = Timeout(f"{conn.label}: no reply within {self.timeout_s}s")
+        conn.pending.pop(self.msg_id, None)
         self.done.set()
+        if conn.reader is self and conn.lean is not None:
+            conn.lean.interrupt_receive()
         if self.writing:  # stuck flushing into a connection nobody reads: give it up
-            await self.conn.aclose()
+            await conn.aclose()
 
 
 class _ClientConnection(FramedConnection):
-    __slots__ = ("pending", "slots")
+    __slots__ = ("decoder", "lean", "pending", "reader", "slots")
 
-    def __init__(self, stream: trio.abc.Stream, label: str) -> None:
+    def __init__(self, stream: trio.abc.Stream, label: str, max_frame_bytes: int) -> None:
         super().__init__(stream, label)
         self.pending: dict[int, _Call] = {}
         self.slots = trio.Semaphore(MAX_IN_FLIGHT_PER_CONNECTION)
+        self.decoder = FrameDecoder(max_frame_bytes)
+        # Requesters read their own replies over a lean stream; ``reader`` is the one
+        # reading now (see the module docstring).
+        self.lean = stream if isinstance(stream, LeanSocketStream) else None
+        self.reader: _Call | None = None
 
     def fail_all(self, error: GiantsError) -> None:
         pending, self.pending = self.pending, {}
         for call in pending.values():
             call.error = error
             call.done.set()
+
+    def pass_reading_on(self, leaving: _Call) -> None:
+        """Wake one request other than ``leaving`` still waiting, to take the reader
+        role."""
+        for call in self.pending.values():
+            if call is not leaving:
+                call.done.set()  # woken without a reply or error: it reads next
+                return
 
 
 class StreamClient:
@@ -159,6 +187,8 @@ class StreamClient:
                 conn = await self._connection(address)
             if scope.cancelled_caught or conn is None:
                 raise Timeout(f"could not connect to {address} within {timeout}s")
+        elif conn.lean is not None and conn.reader is None and not await self._still_open(conn):
+            return await self.request(address, body, timeout=timeout)  # it was dropped
         slots = conn.slots
         try:
             slots.acquire_nowait()  # the common case: no scheduler round trip
@@ -188,7 +218,10 @@ class StreamClient:
                 raise call.error or ConnectionLost(f"{address}: {exc}") from None
             finally:
                 call.writing = False
-            await call.done.wait()
+            if conn.lean is None:
+                await call.done.wait()
+            else:
+                await self._await_reply(conn, call, address)
         finally:
             call.finished = True
             conn.pending.pop(msg_id, None)
@@ -198,6 +231,72 @@ class StreamClient:
         if type(reply) is ErrorReply:
             raise reply.exception()
         return reply
+
+    async def _await_reply(self, conn: _ClientConnection, call: _Call, address: str) -> None:
+        """Wait for ``call``'s reply over a lean stream, reading when nobody else is.
+        Whoever leaves while nobody reads (done, timed out, cancelled) wakes a request
+        still waiting, so waiting requests are never left without a reader."""
+        try:
+            while call.body is None and call.error is None:
+                if conn.reader is not None:
+                    await call.done.wait()
+                    if call.body is None and call.error is None:
+                        call.done = trio.Event()  # woken to take over reading
+                    continue
+                conn.reader = call
+                try:
+                    await self._read_for(conn, call, address)
+                finally:
+                    conn.reader = None
+        finally:
+            if conn.reader is None:
+                conn.pass_reading_on(call)
+
+    async def _read_for(self, conn: _ClientConnection, call: _Call, address: str) -> None:
+        """Read replies until ``call`` has one (or an error)."""
+        lean = conn.lean
+        assert lean is not None
+        try:
+            while call.body is None and call.error is None:
+                try:
+                    data = await lean.receive_some(RECEIVE_CHUNK_BYTES)
+                except ReceiveInterrupted:
+                    continue  # our deadline passed: expire() set the error
+                if not data:
+                    raise trio.BrokenResourceError("connection closed by the server")
+                for payload in conn.decoder.feed(data):
+                    self._on_reply(conn, payload)
+        except (RemoteProtocolError, *TRANSPORT_ERRORS) as exc:
+            self._lost(conn, address, exc)
+            await conn.aclose()
+
+    async def _still_open(self, conn: _ClientConnection) -> bool:
+        """Take what an idle connection's kernel buffer holds (late replies; an EOF if
+        the server closed it). False if the connection is gone and was forgotten.
+        Does not yield unless it has to close the connection."""
+        lean = conn.lean
+        assert lean is not None
+        try:
+            while (data := lean.receive_nowait(RECEIVE_CHUNK_BYTES)) is not None:
+                if not data:
+                    raise trio.BrokenResourceError("connection closed by the server")
+                for payload in conn.decoder.feed(data):
+                    self._on_reply(conn, payload)
+        except (RemoteProtocolError, *TRANSPORT_ERRORS) as exc:
+            self._lost(conn, conn.label, exc)
+            await conn.aclose()
+            return False
+        return True
+
+    def _lost(self, conn: _ClientConnection, address: str, exc: BaseException) -> None:
+        why = (f"bad frame from server: {exc}" if isinstance(exc, RemoteProtocolError)
+               else f"connection lost: {exc}")
+        if isinstance(exc, RemoteProtocolError):
+            log.warning("%s: %s", conn.label, why)
+        for addr, c in list(self._conns.items()):
+            if c is conn:
+                del self._conns[addr]
+        conn.fail_all(ConnectionLost(f"{address}: {why}"))
 
     async def send(self, address: str, body: Any) -> None:
         data = frame(encode_envelope(
@@ -243,13 +342,16 @@ class StreamClient:
             if conn is not None and not conn.closed:
                 return conn
             stream = await self._connect(address)
-            conn = _ClientConnection(stream, f"{self._client_id}->{address}")
+            conn = _ClientConnection(stream, f"{self._client_id}->{address}",
+                                     self._max_frame_bytes)
             self._conns[address] = conn
-            self._nursery.start_soon(self._read_replies, conn, address)
+            if conn.lean is None:
+                self._nursery.start_soon(self._read_replies, conn, address)
             return conn
 
     async def _read_replies(self, conn: _ClientConnection, address: str) -> None:
-        decoder = FrameDecoder(self._max_frame_bytes)
+        """The reader task of a connection over a stream that is not lean."""
+        decoder = conn.decoder
         why = "connection closed by the server"
         try:
             while True:

@@ -5,7 +5,10 @@ and how inbound streams arrive (their ``serve`` hands each to ``handle_stream``)
 behaviour of the contract (``giants.core.transport._base``) lives here:
 
 * every connection, inbound or outbound, is read by one task that decodes frames and
-  queues envelopes; a full queue stops that reader (backpressure, no silent drop);
+  queues envelopes; a full queue stops that reader (backpressure, no silent drop). A
+  host that registered a receiver (``set_receiver``) is handed each read's envelopes by
+  the reader task itself instead, which saves a task switch per message (the host keeps
+  its own queue for when the process is busy);
 * an inbound connection whose first frame is ``StreamOpen`` is handed to the stream
   handler instead;
 * a frame with a readable header but a bad body (unknown tag, wrong field types) is
@@ -20,7 +23,7 @@ behaviour of the contract (``giants.core.transport._base``) lives here:
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 import trio
 
@@ -57,7 +60,10 @@ from giants.core.transport._conn import (
     read_first_frame,
 )
 
-__all__ = ["StreamEndpoint"]
+__all__ = ["StreamEndpoint", "Receiver"]
+
+Receiver = Callable[[list[Envelope]], Awaitable[None]]
+"""``await receiver(envs)``: take inbound envelopes, in arrival order, from a reader task."""
 
 log = logging.getLogger("giants.core.transport")
 
@@ -109,6 +115,7 @@ class StreamEndpoint:
         self._links: dict[str, _PeerLink] = {}
         self._routes: dict[str, FramedConnection] = {}
         self._conns: set[FramedConnection] = set()
+        self._receiver: Receiver | None = None
         self.set_peers(peers or {})
         nursery.start_soon(self._watchdog)
 
@@ -125,6 +132,14 @@ class StreamEndpoint:
         return {peer: link.address for peer, link in self._links.items()}
 
     # -- receiving ------------------------------------------------------------------
+
+    def set_receiver(self, receiver: Receiver | None) -> None:
+        """From now on hand inbound envelopes to ``receiver`` from the reader tasks (one
+        call per read, in arrival order per connection) instead of queueing them for
+        ``receive``; ``None`` goes back to queueing. Whatever was queued before stays
+        queued: the caller takes it with ``receive_nowait``. ``receiver`` must not raise
+        for a bad envelope (a reader task cannot answer for the process)."""
+        self._receiver = receiver
 
     async def receive(self) -> Envelope:
         return await self._inbox.receive()
@@ -164,7 +179,7 @@ class StreamEndpoint:
         self._conns.add(conn)
         try:
             if env is not None:
-                await self._deliver(conn, env)
+                await self._deliver(conn, [env])
             await self._read_loop(conn, rest)
         finally:
             await self._forget(conn)
@@ -188,14 +203,18 @@ class StreamEndpoint:
         stream = conn.stream
         try:
             while True:
+                envs: list[Envelope] = []
                 for payload in decoder.feed(data):
                     try:
-                        env = decode_envelope(payload, self._registry)
+                        envs.append(decode_envelope(payload, self._registry))
                     except RemoteProtocolError as exc:
+                        if envs:  # what came before the bad frame goes first
+                            await self._deliver(conn, envs)
+                            envs = []
                         if not await self._on_bad_frame(conn, exc):
                             return
-                        continue
-                    await self._deliver(conn, env)
+                if envs:
+                    await self._deliver(conn, envs)
                 data = await stream.receive_some(RECEIVE_CHUNK_BYTES)
                 if not data:
                     return
@@ -205,12 +224,20 @@ class StreamEndpoint:
             if not conn.closed:
                 log.info("%s: connection lost: %s", conn.label, exc)
 
-    async def _deliver(self, conn: FramedConnection, env: Envelope) -> None:
-        self._routes[env.source] = conn
-        try:
-            self._inbox_in.send_nowait(env)
-        except trio.WouldBlock:
-            await self._inbox_in.send(env)  # full: this reader waits (backpressure)
+    async def _deliver(self, conn: FramedConnection, envs: list[Envelope]) -> None:
+        routes = self._routes
+        for env in envs:
+            routes[env.source] = conn
+        receiver = self._receiver
+        if receiver is not None:
+            await receiver(envs)
+            return
+        inbox = self._inbox_in
+        for env in envs:
+            try:
+                inbox.send_nowait(env)
+            except trio.WouldBlock:
+                await inbox.send(env)  # full: this reader waits (backpressure)
 
     async def _on_bad_frame(self, conn: FramedConnection, exc: RemoteProtocolError) -> bool:
         """Answer or drop a bad frame. Returns False if the connection was closed."""

@@ -3,7 +3,9 @@
 Addresses are ``"host:port"``; servers listen on 127.0.0.1 unless told otherwise, and
 port 0 picks a free port (``ep.address`` tells which). trio sets ``TCP_NODELAY`` on its
 streams, so small frames leave at once; the connection writer coalesces what queues up
-behind a write in flight. Everything else is the shared contract
+behind a write in flight. Every connection, inbound and outbound, is a
+``LeanSocketStream`` (``giants.core.transport.lean``): the system call first, the
+scheduler only when it would block. Everything else is the shared contract
 (``giants.core.transport._base``) implemented in ``_endpoint`` and ``_client``.
 """
 
@@ -20,6 +22,7 @@ from giants.core.envelope import DEFAULT_MAX_FRAME_BYTES
 from giants.core.transport._base import WRITE_TIMEOUT_S, StreamHandler, parse_address
 from giants.core.transport._client import StreamClient
 from giants.core.transport._endpoint import StreamEndpoint
+from giants.core.transport.lean import LeanSocketStream
 
 __all__ = ["serve", "Client", "connect"]
 
@@ -27,7 +30,7 @@ __all__ = ["serve", "Client", "connect"]
 async def connect(address: str) -> trio.abc.Stream:
     """A TCP stream to ``"host:port"``. Raises ``OSError`` if nothing listens there."""
     host, port = parse_address(address)
-    return await trio.open_tcp_stream(host, port)
+    return LeanSocketStream(await trio.open_tcp_stream(host, port))
 
 
 @asynccontextmanager
@@ -55,7 +58,10 @@ async def serve(
             peers=peers, max_frame_bytes=max_frame_bytes, stream_handler=stream_handler,
             registry=registry, write_timeout_s=write_timeout_s,
         )
-        nursery.start_soon(partial(trio.serve_listeners, ep.handle_stream, listeners,
+        async def handle(stream: trio.SocketStream) -> None:
+            await ep.handle_stream(LeanSocketStream(stream))
+
+        nursery.start_soon(partial(trio.serve_listeners, handle, listeners,
                                    handler_nursery=nursery))
         try:
             yield ep
