@@ -22,6 +22,7 @@ packages prefix them with their name).
 from __future__ import annotations
 
 import dataclasses
+import threading
 import types
 import typing
 from collections.abc import Callable
@@ -62,6 +63,7 @@ class MessageRegistry:
         # ``wire_default`` (msgpack's default hook) to turn into MESSAGE_EXT while packing.
         self._shallow: dict[type, Callable[[Any], list[Any]]] = {}
         self.wire_default: Callable[[Any], Any] = self._wire_default
+        self._packers = threading.local()  # one reusable msgpack Packer per thread
 
     def register(self, tag: str, cls: type) -> None:
         """Register ``cls`` under ``tag``.
@@ -126,12 +128,21 @@ class MessageRegistry:
         return msgpack.ExtType(
             MESSAGE_EXT, msgpack.packb(enc(obj), use_bin_type=True, default=self.wire_default))
 
+    def pack(self, obj: Any) -> bytes:
+        """``msgpack.packb(obj, use_bin_type=True, default=self.wire_default)``, with a
+        Packer kept per thread (building one per call costs as much as packing a small
+        message). Raises what ``packb`` raises; the Packer resets itself on error."""
+        packer = getattr(self._packers, "packer", None)
+        if packer is None:
+            packer = self._packers.packer = msgpack.Packer(use_bin_type=True,
+                                                           default=self.wire_default)
+        data: bytes = packer.pack(obj)
+        return data
+
     def encode(self, msg: Any) -> bytes:
         """msgpack bytes for ``msg``. Raises ``LocalProtocolError`` for unencodable data."""
         try:
-            data: bytes = msgpack.packb(self.shallow_wire(msg), use_bin_type=True,
-                                        default=self.wire_default)
-            return data
+            return self.pack(self.shallow_wire(msg))
         except (TypeError, ValueError, OverflowError) as exc:
             raise LocalProtocolError(f"cannot encode {type(msg).__qualname__}: {exc}") from exc
 

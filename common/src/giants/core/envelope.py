@@ -107,12 +107,7 @@ def encode_envelope(env: Envelope, registry: MessageRegistry = DEFAULT_REGISTRY)
     body is not a registered message or holds something msgpack cannot carry."""
     body = registry.shallow_wire(env.body)
     try:
-        data: bytes = msgpack.packb(
-            [env.source, env.target, env.msg_id, env.in_reply_to, body],
-            use_bin_type=True,
-            default=registry.wire_default,
-        )
-        return data
+        return registry.pack([env.source, env.target, env.msg_id, env.in_reply_to, body])
     except (TypeError, ValueError, OverflowError) as exc:
         raise LocalProtocolError(f"cannot encode {type(env.body).__qualname__}: {exc}") from exc
 

@@ -12,9 +12,11 @@ themselves, one at a time ("leader/follower"): a request whose reply has not com
 the reader role if nobody has it, reads, hands each reply it finds to its request, and
 when its own has come passes the role to a request still waiting. So a lone request
 costs one task wake-up for its reply, not two (a reader task, then the requester). A
-connection with no request in flight is read by nobody; the next request first takes
-what the kernel holds (``receive_nowait``), so a connection the server closed meanwhile
-is noticed and replaced before anything is written to it. Over other streams (the
+connection with no request in flight is read by nobody; the next request, if the last
+read was over ``IDLE_PROBE_S`` ago, first takes what the kernel holds
+(``receive_nowait``), so a connection the server closed meanwhile is noticed and replaced
+before anything is written to it (within ``IDLE_PROBE_S`` of a reply, a close is as
+unlikely to have arrived as it would be for a reader task to have seen it). Over other streams (the
 memory transport) a reader task per connection does the reading.
 
 Deadlines: connecting and waiting for one of the ``MAX_IN_FLIGHT_PER_CONNECTION`` slots
@@ -67,6 +69,9 @@ __all__ = ["StreamClient"]
 
 log = logging.getLogger("giants.core.transport")
 
+# A lean connection idle for longer than this is probed before the next request.
+IDLE_PROBE_S = 0.001
+
 
 class _Call:
     """One request waiting for its reply (or its deadline, see ``_deadlines``)."""
@@ -95,7 +100,7 @@ class _Call:
 
 
 class _ClientConnection(FramedConnection):
-    __slots__ = ("decoder", "lean", "pending", "reader", "slots")
+    __slots__ = ("decoder", "last_read", "lean", "pending", "reader", "slots")
 
     def __init__(self, stream: trio.abc.Stream, label: str, max_frame_bytes: int) -> None:
         super().__init__(stream, label)
@@ -106,6 +111,7 @@ class _ClientConnection(FramedConnection):
         # reading now (see the module docstring).
         self.lean = stream if isinstance(stream, LeanSocketStream) else None
         self.reader: _Call | None = None
+        self.last_read = -float("inf")  # trio time of the last read that brought data
 
     def fail_all(self, error: GiantsError) -> None:
         pending, self.pending = self.pending, {}
@@ -187,7 +193,9 @@ class StreamClient:
                 conn = await self._connection(address)
             if scope.cancelled_caught or conn is None:
                 raise Timeout(f"could not connect to {address} within {timeout}s")
-        elif conn.lean is not None and conn.reader is None and not await self._still_open(conn):
+        elif (conn.lean is not None and conn.reader is None
+              and deadline - timeout - conn.last_read > IDLE_PROBE_S
+              and not await self._still_open(conn)):
             return await self.request(address, body, timeout=timeout)  # it was dropped
         slots = conn.slots
         try:
@@ -259,11 +267,12 @@ class StreamClient:
         try:
             while call.body is None and call.error is None:
                 try:
-                    data = await lean.receive_some(RECEIVE_CHUNK_BYTES)
+                    data = await lean.receive_when_ready(RECEIVE_CHUNK_BYTES)
                 except ReceiveInterrupted:
                     continue  # our deadline passed: expire() set the error
                 if not data:
                     raise trio.BrokenResourceError("connection closed by the server")
+                conn.last_read = trio.current_time()
                 for payload in conn.decoder.feed(data):
                     self._on_reply(conn, payload)
         except (RemoteProtocolError, *TRANSPORT_ERRORS) as exc:

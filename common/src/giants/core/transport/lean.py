@@ -106,28 +106,44 @@ class LeanSocketStream(trio.abc.HalfCloseableStream):
             else:
                 await self._spent()
                 return data
-            while True:
-                self._receiving = True
-                try:
-                    await trio.lowlevel.wait_readable(raw)
-                except trio.ClosedResourceError:
-                    self._check_open()
-                    if self._interrupted:
-                        raise ReceiveInterrupted() from None
-                    continue  # an interrupt meant for an earlier receive
-                finally:
-                    self._receiving = False
-                    self._interrupted = False
-                try:
-                    return raw.recv(size)
-                except BlockingIOError:
-                    continue
+            return await self._wait_then_recv(size)
         except OSError as exc:
             self._check_open()
             raise trio.BrokenResourceError(f"receive failed: {exc}") from exc
 
+    async def receive_when_ready(self, max_bytes: int | None = None) -> bytes:
+        """``receive_some`` that waits for readability before its first try: for a
+        caller that knows the kernel holds nothing yet (it just sent a request), one
+        system call fewer."""
+        self._check_open()
+        try:
+            return await self._wait_then_recv(
+                DEFAULT_RECEIVE_BYTES if max_bytes is None else max_bytes)
+        except OSError as exc:
+            self._check_open()
+            raise trio.BrokenResourceError(f"receive failed: {exc}") from exc
+
+    async def _wait_then_recv(self, size: int) -> bytes:
+        raw = self._raw
+        while True:
+            self._receiving = True
+            try:
+                await trio.lowlevel.wait_readable(raw)
+            except trio.ClosedResourceError:
+                self._check_open()
+                if self._interrupted:
+                    raise ReceiveInterrupted() from None
+                continue  # an interrupt meant for an earlier receive
+            finally:
+                self._receiving = False
+                self._interrupted = False
+            try:
+                return raw.recv(size)
+            except BlockingIOError:
+                continue
+
     def interrupt_receive(self) -> None:
-        """Make a ``receive_some`` now waiting raise ``ReceiveInterrupted``; no effect if
+        """Make a ``receive_some`` / ``receive_when_ready`` now waiting raise ``ReceiveInterrupted``; no effect if
         none is waiting (see the module docstring)."""
         if self._receiving and not self._closed:
             self._interrupted = True

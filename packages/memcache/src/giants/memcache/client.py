@@ -21,7 +21,7 @@ from typing import Final
 
 import trio
 
-from giants.memcache._rawio import RawConn
+from giants.core.transport.lean import LeanSocketStream
 from giants.memcache._replies import BLOCKS, LINE, META, reply_length, split_values
 
 __all__ = ["MemcacheClient", "MemcacheError", "LeaseResult"]
@@ -52,7 +52,7 @@ class MemcacheClient:
         host, _, port = address.rpartition(":")
         self._host, self._port = host, int(port)
         self.timeout_s = timeout_s
-        self._conn: RawConn | None = None
+        self._conn: LeanSocketStream | None = None
         self._buf = bytearray()
         self._lock = trio.Lock()
 
@@ -86,7 +86,7 @@ class MemcacheClient:
 
     async def _call(self, request: bytes, kinds: list[int]) -> list[bytes]:
         if self._conn is None:
-            self._conn = RawConn(await trio.open_tcp_stream(self._host, self._port))
+            self._conn = LeanSocketStream(await trio.open_tcp_stream(self._host, self._port))
             self._buf.clear()
         conn = self._conn
         await conn.send_all(request)
@@ -95,7 +95,7 @@ class MemcacheClient:
             while (n := reply_length(self._buf, kind)) < 0:
                 if len(self._buf) > MAX_REPLY_BYTES:
                     raise ValueError(f"reply over {MAX_REPLY_BYTES} bytes")
-                chunk = await conn.recv(RECV_BYTES)
+                chunk = await conn.receive_when_ready(RECV_BYTES)
                 if not chunk:
                     raise OSError("connection closed by server")
                 self._buf += chunk

@@ -27,9 +27,9 @@ from typing import Any, Final
 
 import trio
 
+from giants.core.transport.lean import LeanSocketStream
 from giants.memcache._eventloop import DEFAULT_THREADS, EpollEngine
 from giants.memcache._protocol import DEFAULT_ITEM_SIZE_MAX
-from giants.memcache._rawio import RawConn
 from giants.memcache._session import Server, Session
 from giants.memcache._store import Store
 
@@ -64,7 +64,7 @@ def parse_memory(text: str | int) -> int:
 
 async def _serve_connection(server: Server, stream: trio.SocketStream,
                             clock: Callable[[], float]) -> None:
-    conn = RawConn(stream)
+    conn = LeanSocketStream(stream)
     server.curr_connections += 1
     server.total_connections += 1
     try:
@@ -77,7 +77,7 @@ async def _serve_connection(server: Server, stream: trio.SocketStream,
         while True:
             # Wait first (one scheduler pass; also our checkpoint, so a busy connection
             # cannot starve the others) unless a full buffer says more is waiting.
-            data = conn.recv_nowait(RECV_BYTES) if more else await conn.recv(RECV_BYTES)
+            data = conn.receive_nowait(RECV_BYTES) if more else await conn.receive_when_ready(RECV_BYTES)
             if data is None:
                 more = False
                 continue
@@ -93,7 +93,7 @@ async def _serve_connection(server: Server, stream: trio.SocketStream,
             if session.closed:
                 return
             more = len(data) == RECV_BYTES
-    except OSError:
+    except (OSError, trio.BrokenResourceError):
         return
     finally:
         server.curr_connections -= 1

@@ -30,8 +30,8 @@ from typing import Any, Final
 
 import trio
 
+from giants.core.transport.lean import LeanSocketStream
 from giants.memcache._protocol import KEY_MAX_BYTES, Request, RequestParser
-from giants.memcache._rawio import RawConn
 from giants.memcache._replies import BLOCKS, LINE, reply_kind, split_values
 from giants.memcache._routing import Health, RouteTable, cap_ttl, quiet_reply, strip_quiet
 from giants.memcache._session import VERSION
@@ -259,10 +259,10 @@ async def _serve_client(router: Router, stream: trio.SocketStream) -> None:
     router.curr_connections += 1
     session = _ClientSession(router)
     parser = RequestParser()
-    conn = RawConn(stream)
+    conn = LeanSocketStream(stream)
     try:
         while not session.closed:
-            data = await conn.recv(RECV_BYTES)
+            data = await conn.receive_when_ready(RECV_BYTES)
             if not data:
                 return
             parser.feed(data)
@@ -276,7 +276,7 @@ async def _serve_client(router: Router, stream: trio.SocketStream) -> None:
                     out.append(reply)
             if out:
                 await conn.send_all(b"".join(out))
-    except OSError:
+    except (OSError, trio.BrokenResourceError):
         return
     finally:
         router.curr_connections -= 1
