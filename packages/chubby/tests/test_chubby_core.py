@@ -266,9 +266,10 @@ def test_write_retried_while_pending_is_applied_once(cell: SimCell) -> None:
     assert cell.call("carol", "read", h)[0] == b"once"
 
 
-def test_abandoned_acquire_is_released_or_adopted(cell: SimCell) -> None:
+def test_abandoned_acquire_is_released_or_withdrawn(cell: SimCell) -> None:
     """A caller that stops waiting for a blocking acquire: if it later wins, the library
-    releases it at once; asking again instead waits for the same acquire."""
+    releases it at once; if it has not, it is withdrawn and asking again waits anew
+    (more cases in test_chubby_abandon.py)."""
     ha = cell.call("alice", "open", f"{ROOT}/lock", "l", "file", [], None)[0]
     hb = cell.call("bob", "open", f"{ROOT}/lock", "l", "file", [], None)[0]
     cell.call("alice", "acquire", ha, "x")
@@ -285,7 +286,7 @@ def test_abandoned_acquire_is_released_or_adopted(cell: SimCell) -> None:
     second = cell.start("bob", "acquire", [hb, "x"])
     cell.sim.run_for(0.3)
     bob.abandon(cell.sim.now, second)
-    again = cell.start("bob", "acquire", [hb, "x"])     # adopts the pending one
+    again = cell.start("bob", "acquire", [hb, "x"])     # after the withdrawn one
     cell.call("alice", "release", ha)
     ok, seq = cell.result("bob", again)
     assert ok and cell.call("alice", "check_sequencer", seq) is True

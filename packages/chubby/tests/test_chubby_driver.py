@@ -1,19 +1,25 @@
 """The trio drivers under trio's MockClock on the in-memory transport: three replicas
-hosted by ``run_process`` (as ``node.py`` does) and a ``ChubbyClient``. The client
+hosted by ``run_process`` (as ``node.py`` does) and ``ChubbyClient``s. The client
 takes a lock, caches a file, then the master's host is cancelled (a crash): a new master
-takes over and the client keeps its session, handle and lock."""
+takes over and the client keeps its session, handle and lock. And the lock service as
+a user drives it: an ``acquire`` that times out (cancelled, or past the call deadline)
+and is then asked again on the same session gets the lock once it is free
+(docs/integration.md, finding 2)."""
 
 from __future__ import annotations
 
+import pytest
 import trio
 import trio.testing
 
 from giants.chubby._master import CellOptions, ChubbyReplica
 from giants.chubby._messages import MasterInfo, WhereIsMaster
 from giants.chubby.client import ChubbyClient, ClientOptions
+from giants.chubby.lockservice import ChubbyLockService
 from giants.core.consensus import ConsensusConfig
-from giants.core.errors import GiantsError
+from giants.core.errors import GiantsError, Timeout
 from giants.core.host import MemoryDurableStore, run_process
+from giants.core.interfaces import Sequencer
 from giants.core.transport import memory
 from giants.raft._core import raft_factory
 
@@ -29,21 +35,27 @@ async def _replica(net: memory.MemoryNetwork, name: str, store: MemoryDurableSto
                           node_id=name, endpoint=ep, store=store, task_status=task_status)
 
 
+def _start_cell(nursery: trio.Nursery, net: memory.MemoryNetwork) -> dict[str, trio.CancelScope]:
+    """Host the replicas; cancelling a scope crashes that replica's host."""
+    stores = {n: MemoryDurableStore() for n in NAMES}
+    scopes = {}
+    for n in NAMES:
+        scope = trio.CancelScope()
+        scopes[n] = scope
+
+        async def host(n: str = n, scope: trio.CancelScope = scope) -> None:
+            with scope:
+                await _replica(net, n, stores[n])
+
+        nursery.start_soon(host)
+    return scopes
+
+
 async def test_client_keeps_lock_when_master_host_dies(
         autojump_clock: trio.testing.MockClock) -> None:
     net = memory.MemoryNetwork()
-    stores = {n: MemoryDurableStore() for n in NAMES}
     async with trio.open_nursery() as nursery:
-        scopes = {}
-        for n in NAMES:
-            scope = trio.CancelScope()
-            scopes[n] = scope
-
-            async def host(n: str = n, scope: trio.CancelScope = scope) -> None:
-                with scope:
-                    await _replica(net, n, stores[n])
-
-            nursery.start_soon(host)
+        scopes = _start_cell(nursery, net)
         opts = ClientOptions(grace_s=20.0, attempt_s=0.5, op_timeout_s=30.0,
                              resend_before_s=0.4)
         async with ChubbyClient(NAMES, user="t", options=opts,
@@ -65,6 +77,38 @@ async def test_client_keeps_lock_when_master_host_dies(
             assert (await c.read(h))[0] == b"data"
             new, new_epoch = await _master(net)
             assert new != master and new_epoch == epoch + 1
+        nursery.cancel_scope.cancel()
+
+
+async def test_lock_service_acquire_again_after_timeouts(
+        autojump_clock: trio.testing.MockClock) -> None:
+    net = memory.MemoryNetwork()
+    opts = ClientOptions(grace_s=20.0, attempt_s=0.5, op_timeout_s=3.0, resend_before_s=0.4)
+    async with trio.open_nursery() as nursery:
+        _start_cell(nursery, net)
+        async with ChubbyClient(NAMES, user="a", options=opts,
+                                transport=memory.Client(net, "client-a")) as ca, \
+                ChubbyClient(NAMES, user="b", options=opts,
+                             transport=memory.Client(net, "client-b")) as cb:
+            a, b = ChubbyLockService(ca), ChubbyLockService(cb)
+            t1 = await a.acquire("svc/master")
+            with pytest.raises(Timeout):
+                await b.acquire("svc/master", timeout_s=0.5)     # cancelled: abandoned
+            with pytest.raises(Timeout):
+                await b.acquire("svc/master")                    # past op_timeout_s
+            got: list[Sequencer] = []
+
+            async def ask_again() -> None:
+                got.append(await b.acquire("svc/master", timeout_s=10))
+
+            async with trio.open_nursery() as waiting:
+                waiting.start_soon(ask_again)
+                await trio.sleep(0.5)
+                await a.release("svc/master")
+            assert got[0].generation > t1.generation
+            assert await a.check_sequencer(got[0]) and not await a.check_sequencer(t1)
+            await b.release("svc/master")
+            assert (await a.acquire("svc/master", timeout_s=5)).generation > got[0].generation
         nursery.cancel_scope.cancel()
 
 

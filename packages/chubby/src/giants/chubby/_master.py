@@ -63,7 +63,7 @@ from giants.chubby._messages import (
     SessionInfo,
     WhereIsMaster,
 )
-from giants.chubby._namespace import Namespace, validate_call, validate_path
+from giants.chubby._namespace import Namespace, call_digest, validate_call, validate_path
 from giants.core.consensus import ConsensusConfig, ConsensusCore, ConsensusFactory
 from giants.core.envelope import Envelope, ErrorReply
 from giants.core.errors import (
@@ -108,6 +108,10 @@ class ChubbyReplica(LockWaiting):
         self.creating: dict[str, Envelope] = {}
         self.expiring: set[int] = set()
         self.parked: dict[str, list[tuple[Envelope, Call]]] = {}
+        self.parked_at: dict[int, str] = {}
+        # per session: the newest write received (seq, call_digest), and its answer if
+        # that was given without the log (a refused try_acquire); see _on_write
+        self.newest: dict[int, tuple[int, int, CallResult | ErrorReply | None]] = {}
         self.acquiring: Counter[str] = Counter()
         self.delay_until: dict[str, float] = {}
         self.reads: dict[int, tuple[Envelope, Call] | tuple[tuple[int, ...], float]] = {}
@@ -214,12 +218,33 @@ class ChubbyReplica(LockWaiting):
                                      list(self.events.get(sid, []))))
 
     def _on_write(self, io: Io, env: Envelope, call: Call) -> None:
+        """A client sends its writes one at a time in ``seq`` order, re-sending the
+        same call (same ``seq``, same ``call_digest``) until answered, so a newer
+        ``seq`` means it is done with the older ones: an older call arriving late is
+        refused without effect (``superseded``; so is a different call reusing a seq,
+        from a second client on an adopted session), and an older acquire still
+        parked here is dropped (it never wins behind the client's back). An answer
+        given without the log is remembered for a re-sent copy."""
         session = self.db.sessions[call.session]
-        key = (call.session, call.seq)
-        if call.seq <= session.last_seq:
+        key = ("op", call.session, call.seq)            # as command_key names it
+        digest = call_digest(call.op, call.args)
+        if call.seq == session.last_seq and digest == session.last_call:
             io.probe("chubby.retry_answered_from_session")
             self._reply_result(io, env, session.last_result, False)
             return
+        newest, newest_digest, direct = self.newest.get(call.session, (0, 0, None))
+        if (call.seq <= session.last_seq or call.seq < newest
+                or (call.seq == newest and digest != newest_digest)):
+            io.probe("chubby.superseded_call_refused")
+            io.reply(env, ErrorReply.definite(Rejected(
+                f"call {call.seq} superseded by a newer call of the session",
+                reason="superseded", newest=max(newest, session.last_seq))))
+            return
+        if call.seq == newest and direct is not None:
+            io.reply(env, direct)
+            return
+        self.newest[call.session] = (call.seq, digest, None)
+        self._withdraw_parked(io, call)
         if key in self.pending:
             _old, paths, lock_path = self.pending[key]
             self.pending[key] = (env, paths, lock_path)
@@ -232,7 +257,9 @@ class ChubbyReplica(LockWaiting):
             self._park(io, env, call)
             return
         if call.op == "try_acquire" and self._must_wait(call, io.now):
-            self._reply_result(io, env, [False, None], False)
+            refused = CallResult([False, None], False)
+            self.newest[call.session] = (call.seq, digest, refused)
+            io.reply(env, refused)
             return
         paths = self._modified_paths(call)
         clear = call.op in ("acquire", "try_acquire")
@@ -416,7 +443,8 @@ class ChubbyReplica(LockWaiting):
             self._wake(io, path)
 
     def _forget_session(self, io: Io, sid: int) -> None:
-        for mapping in (self.lease_end, self.held, self.events, self.unacked_failover):
+        for mapping in (self.lease_end, self.held, self.events, self.unacked_failover,
+                        self.newest):
             mapping.pop(sid, None)
         self.expiring.discard(sid)
         for cachers in self.cachers.values():

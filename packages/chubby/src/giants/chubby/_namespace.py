@@ -37,9 +37,12 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgpack
+
 from giants.core.errors import DefiniteError, NotFound, Rejected
 
-__all__ = ["Namespace", "validate_path", "validate_call", "parent_of", "Effect", "MAX_CONTENTS_BYTES"]
+__all__ = ["Namespace", "validate_path", "validate_call", "parent_of", "call_digest", "Effect",
+           "MAX_CONTENTS_BYTES"]
 
 # Chubby stores small files (§4: 90% under 1 KB); cap contents to keep the log small.
 MAX_CONTENTS_BYTES = 256 * 1024
@@ -148,6 +151,15 @@ class Session:
     handles: set[int] = field(default_factory=set)
     last_seq: int = 0
     last_result: Any = None
+    last_call: int = 0              # call_digest of the last_seq call
+
+
+def call_digest(op: str, args: list[Any]) -> int:
+    """What a session's call was, so a re-sent call (same seq, same digest) is told
+    from another call that reused the seq (two clients on one adopted session). An
+    abandoned ``acquire`` comes back as ``try_acquire`` with the same seq: one call."""
+    return zlib.crc32(msgpack.packb(["acquire" if op == "try_acquire" else op, args],
+                                    use_bin_type=True))
 
 
 class Namespace:
@@ -188,15 +200,19 @@ class Namespace:
         session = self.sessions.get(sid)
         if session is None:
             return {"error": "session_expired"}, []
+        digest = call_digest(op, args)
+        if seq == session.last_seq and digest == session.last_call:
+            return session.last_result, []          # a re-sent call: its first answer
         if seq <= session.last_seq:
-            return session.last_result, []
+            return {"error": "Rejected", "message": f"call {seq} superseded",
+                    "detail": {"reason": "superseded", "newest": session.last_seq}}, []
         effects: list[Effect] = []
         try:
             result = self._op(sid, op, args, bool(clear_delay), effects)
         except DefiniteError as exc:
             result, effects = {"error": type(exc).__name__, "message": exc.message,
                                "detail": exc.detail}, []
-        session.last_seq, session.last_result = seq, result
+        session.last_seq, session.last_result, session.last_call = seq, result, digest
         return result, effects
 
     def _op(self, sid: int, op: str, args: list[Any], clear_delay: bool,
@@ -339,8 +355,11 @@ class Namespace:
                  fx: list[Effect]) -> list[Any]:
         if "l" not in h.mode:
             raise Rejected("handle not opened for locking", reason="permission")
-        if mode not in ("x", "s") or h.lock:
-            raise Rejected(f"bad lock mode {mode!r} or lock already held", reason="bad_args")
+        if mode not in ("x", "s"):
+            raise Rejected(f"bad lock mode {mode!r}", reason="bad_args")
+        if h.lock:
+            raise Rejected(f"{h.path} is already locked ({h.lock}) through handle {hid}: "
+                           "release it first", reason="already_held")
         if node.delayed and not clear_delay:
             return [False, None]
         if node.exclusive or (mode == "x" and node.shared):
@@ -430,7 +449,8 @@ class Namespace:
                           n.lock_gen, n.acl_gen, sorted(n.children), n.exclusive,
                           sorted(n.shared), n.delayed, sorted(n.handles)]
                       for p, n in self.nodes.items()},
-            "sessions": {sid: [s.user, s.nonce, sorted(s.handles), s.last_seq, s.last_result]
+            "sessions": {sid: [s.user, s.nonce, sorted(s.handles), s.last_seq, s.last_result,
+                               s.last_call]
                          for sid, s in self.sessions.items()},
             "handles": {hid: [h.session, h.path, h.instance, h.mode, h.events, h.lock]
                         for hid, h in self.handles.items()},
@@ -443,7 +463,8 @@ class Namespace:
         for p, v in snap["nodes"].items():
             self.nodes[p] = Node(v[0], v[1], v[2], list(v[3]), v[4], v[5], v[6], v[7],
                                  set(v[8]), v[9], set(v[10]), v[11], set(v[12]))
-        self.sessions = {int(sid): Session(v[0], v[1], set(v[2]), v[3], v[4])
+        self.sessions = {int(sid): Session(v[0], v[1], set(v[2]), v[3], v[4],
+                                           v[5] if len(v) > 5 else 0)
                          for sid, v in snap["sessions"].items()}
         self.handles = {int(hid): Handle(v[0], v[1], v[2], v[3], list(v[4]), v[5])
                         for hid, v in snap["handles"].items()}

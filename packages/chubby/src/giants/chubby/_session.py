@@ -27,6 +27,18 @@ Inputs: ``submit(now, op, args) -> op id``, ``on_reply(now, token, body)`` (``bo
 be an ``ErrorReply``), ``tick(now)``. Outputs: ``take_outbox()`` -> ``(token, target,
 body)`` to send, ``take_completed()`` -> ``(op id, error or None, value)``,
 ``take_events()`` -> events for the application. The core times requests out itself.
+
+Abandoned calls. Writes go to the master one at a time, in the order of their per-session
+sequence numbers, and the master takes a newer number as the end of the older ones. So a
+write the cell may still carry out is never dropped: when its caller stops waiting
+(``abandon``) or its deadline passes (the caller gets ``Timeout`` then), it stays at the
+head of the queue until the cell answers. A blocking ``acquire`` is *withdrawn*: re-sent
+as ``try_acquire`` with the same sequence number, which the master answers at once
+(refused, or granted if the lock came free, or the acquire's own outcome if it was
+already being committed). If the answer shows the cell did something the caller does not
+know about -- a lock granted, a handle opened -- the core undoes it (``release``,
+``close``) *before* any later request of the session, so a later ``acquire`` never meets
+a lock its own session holds unknowingly. Reads and writes never sent are just dropped.
 """
 
 from __future__ import annotations
@@ -60,6 +72,8 @@ __all__ = ["ClientCore", "ClientOptions"]
 
 # Calls queued in one client library before submit refuses more.
 MAX_QUEUED_OPS = 10_000
+# A blocking acquire is re-sent after this many request attempts' time.
+ACQUIRE_RESEND_ATTEMPTS = 4
 
 
 @dataclass(frozen=True)
@@ -169,6 +183,10 @@ class ClientCore:
         out, self._events = self._events, []
         return out
 
+    def queued(self) -> int:
+        """Calls not settled yet, abandoned ones included."""
+        return len(self._writes) + len(self._reads)
+
     # -- inputs -----------------------------------------------------------------------
 
     def start(self, now: float) -> None:
@@ -176,10 +194,13 @@ class ClientCore:
             self.grace_end = now + self.opts.grace_s
         self._discover(now)
 
-    def submit(self, now: float, op: str, args: list[Any]) -> int:
-        """Queue a call; its outcome comes out of ``take_completed``."""
+    def submit(self, now: float, op: str, args: list[Any],
+               timeout_s: float | None = None) -> int:
+        """Queue a call; its outcome comes out of ``take_completed``. It gives up with
+        ``Timeout`` after ``timeout_s`` (default ``op_timeout_s``)."""
         self._ops += 1
-        o = Op(self._ops, op, list(args), now + self.opts.op_timeout_s)
+        o = Op(self._ops, op, list(args),
+               now + (self.opts.op_timeout_s if timeout_s is None else timeout_s))
         if self.state == "expired":
             self._complete(o, Rejected("session expired", reason="session_expired"), None)
             return o.op_id
@@ -187,14 +208,6 @@ class ClientCore:
             self._complete(o, Unavailable("too many calls queued"), None)
             return o.op_id
         o.path = self._path_of(op, args)
-        for earlier in self._writes:
-            if (earlier.op_id in self._abandoned and earlier.op == op
-                    and earlier.args == o.args):
-                # the caller asks again for what it gave up waiting for: wait for that
-                self._abandoned.discard(earlier.op_id)
-                earlier.op_id = o.op_id
-                earlier.deadline = o.deadline
-                return o.op_id
         if op in READ_OPS:
             key = (op, o.path)
             if self.opts.cache and op in CACHED_OPS and key in self.cache.entries:
@@ -208,14 +221,20 @@ class ClientCore:
         return o.op_id
 
     def abandon(self, now: float, op_id: int) -> None:
-        """The caller stopped waiting for ``op_id``: drop it if it was not sent yet;
-        else ignore its outcome, and if it was an ``acquire`` that got the lock, release
-        it at once."""
+        """The caller stopped waiting for ``op_id`` (module docstring, "Abandoned
+        calls"): drop it if the cell cannot have seen it; else keep it, withdrawn if it
+        is a blocking ``acquire``, until the cell says what became of it."""
         for o in [*self._writes, *self._reads]:
-            if o.op_id == op_id and not (o.token and o.token in self._requests) and not o.seq:
-                self._drop_op(o)
-                return
-        self._abandoned.add(op_id)
+            if o.op_id != op_id:
+                continue
+            if o in self._reads or not o.seq:
+                self._drop_op(o)                    # a read, or a write never sent
+                self._requests.pop(o.token, None)
+            else:
+                self._abandoned.add(op_id)
+                self._withdraw(o)
+            break
+        self._pump(now)
 
     def on_reply(self, now: float, token: int, body: Any) -> None:
         req = self._requests.pop(token, None)
@@ -232,6 +251,18 @@ class ClientCore:
         self._pump(now)
 
     def tick(self, now: float) -> None:
+        for o in [*self._writes, *self._reads]:
+            if now < o.deadline or o.op_id in self._abandoned:
+                continue
+            late = Timeout(f"{o.op} not answered in time")
+            if o in self._writes and o.seq:
+                # the cell may still carry it out: tell the caller now, settle it later
+                self._completed.append((o.op_id, late, None))
+                self._abandoned.add(o.op_id)
+                self._withdraw(o)
+            elif not (o.token and o.token in self._requests):
+                self._drop_op(o)
+                self._complete(o, late, None)
         for token, req in sorted(self._requests.items()):
             if req.deadline <= now:
                 del self._requests[token]
@@ -240,11 +271,6 @@ class ClientCore:
             self._enter_jeopardy(now)
         if self.state == "jeopardy" and now >= self.grace_end:
             self._expire("grace period over")
-        for o in [*self._writes, *self._reads]:
-            if now >= o.deadline and not (o.token and o.token in self._requests):
-                self._drop_op(o)
-                self._complete(o, Timeout(f"{o.op} not answered within "
-                                          f"{self.opts.op_timeout_s}s"), None)
         if self.master is None and now >= self._discovering:
             self._discover(now)
         self._pump(now)
@@ -390,7 +416,9 @@ class ClientCore:
             o.gens = (self.cache.gen, self.cache.path_gen.get(o.path, 0))
         wait = self.opts.attempt_s
         if o.op == "acquire":
-            wait = max(wait, min(o.deadline - now, 5.0))
+            # it waits at the master; sent again now and then (the master keeps one copy)
+            # so that a lost message or reply costs a few attempts, not the whole wait
+            wait = max(wait, min(o.deadline - now, ACQUIRE_RESEND_ATTEMPTS * wait))
         body = Call(self.session, self.epoch, o.seq, o.op, o.args)
         o.token = self._send(now, self.master, body, wait, o)
 
@@ -413,13 +441,20 @@ class ClientCore:
             self.epoch = max(self.epoch, int(exc.detail.get("epoch", self.epoch)))
         elif isinstance(exc, Rejected) and reason == "session_expired":
             self._expire("the master expired the session")
+        elif (isinstance(exc, Rejected) and reason == "superseded"
+              and o.op_id not in self._abandoned):
+            # another client wrote through this session (one adopted it): refused
+            # without effect; go on after that client's calls
+            self._seq = max(self._seq, int(exc.detail.get("newest", self._seq)))
+            o.seq = 0
         else:
             self._drop_op(o)
             self._complete(o, exc if isinstance(exc, GiantsError) else Rejected(str(exc)), None)
 
     def _call_done(self, o: Op, reply: CallResult) -> None:
         value = reply.result
-        if o.op == "acquire" and isinstance(value, list) and value and value[0] is False:
+        if (o.op == "acquire" and isinstance(value, list) and value and value[0] is False
+                and o.op_id not in self._abandoned):
             o.seq = 0           # lost a race at apply time: ask again as a new call
             return
         self._drop_op(o)
@@ -445,7 +480,8 @@ class ClientCore:
         elif isinstance(req.body, (CreateSession, Call)):
             if req.op is not None:
                 req.op.token = 0
-            self._lost_master(now)
+            if not (isinstance(req.body, Call) and req.body.op == "acquire"):
+                self._lost_master(now)      # (a waiting acquire is no sign of that)
 
     def _drop_op(self, o: Op) -> None:
         if o in self._writes:
@@ -453,16 +489,36 @@ class ClientCore:
         elif o in self._reads:
             self._reads.remove(o)
 
-    def _complete(self, o: Op, err: GiantsError | None, value: Any) -> None:
-        if o.op_id in self._abandoned:
-            self._abandoned.discard(o.op_id)
-            if o.op in ("acquire", "try_acquire") and err is None and value[0]:
-                self._ops += 1
-                release = Op(self._ops, "release", [o.args[0]], o.deadline)
-                self._abandoned.add(release.op_id)
-                self._writes.append(release)
+    def _withdraw(self, o: Op) -> None:
+        """Turn an abandoned blocking ``acquire`` into a ``try_acquire`` with the same
+        sequence number: the master drops the parked acquire and answers at once (with
+        the acquire's own outcome if it was already being committed)."""
+        if o.op != "acquire":
             return
-        self._completed.append((o.op_id, err, value))
+        o.op = "try_acquire"
+        if o.token:
+            self._requests.pop(o.token, None)       # a late answer to it is ignored
+            o.token = 0
+
+    def _complete(self, o: Op, err: GiantsError | None, value: Any) -> None:
+        if o.op_id not in self._abandoned:
+            self._completed.append((o.op_id, err, value))
+            return
+        self._abandoned.discard(o.op_id)
+        if err is not None:
+            return
+        undo: tuple[str, list[Any]] | None = None
+        if o.op in ("acquire", "try_acquire") and value[0]:
+            undo = ("release", [o.args[0]])
+        elif o.op == "open":
+            undo = ("close", [value[0]])
+        if undo is not None:
+            # before any later request: the session's next call on this handle must not
+            # meet a lock (or handle) it does not know it has
+            self._ops += 1
+            fix = Op(self._ops, undo[0], undo[1], o.deadline)
+            self._abandoned.add(fix.op_id)
+            self._writes.appendleft(fix)
 
     def _path_of(self, op: str, args: list[Any]) -> str:
         if op in ("open", "lookup") and args and isinstance(args[0], str):

@@ -7,7 +7,11 @@ simulated clients (``ClientCore`` hosted by ``SimClient``) that open a few files
 lock file, then read (mostly from their caches), write, acquire (blocking or try) and
 release the lock, and check their sequencer at the cell before "using" the lock, while
 the nemesis crashes, isolates and partitions *replicas* (the master first among them)
-and disturbs the network. Then everything heals and the run settles. Checked:
+and disturbs the network. Many blocking acquires are impatient, as a lock-service user
+with a timeout is: the client either stops waiting (``abandon``, what a cancelled
+``acquire(timeout_s=...)`` does) or gives the call a short deadline (``Timeout``), and
+then at once asks again on the same handle. When the workload stops, holders release.
+Then everything heals and the run settles. Checked:
 
 * **sessions survive fail-over**: no client session expires (every fault ends well
   inside the grace period);
@@ -18,12 +22,16 @@ and disturbs the network. Then everything heals and the run settles. Checked:
 * **linearizable file operations** (reads, cached or not, and writes per file);
 * **no stale cached read**: no read invoked after a write was acknowledged returns the
   value of a write acknowledged before that write was invoked;
-* all replicas end with the same database.
+* all replicas end with the same database;
+* **liveness of the lock**: at the end every call was answered and the lock is free
+  (an acquire that was given up on and then won behind its session's back, or a
+  session waiting behind its own handle, would leave it held).
 """
 
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,7 +40,7 @@ from giants.chubby._master import CellOptions, ChubbyReplica
 from giants.chubby._session import ClientCore, ClientOptions
 from giants.core.consensus import ConsensusConfig, ConsensusFactory
 from giants.core.envelope import Envelope
-from giants.core.errors import DefiniteError, GiantsError
+from giants.core.errors import DefiniteError, GiantsError, Timeout
 from giants.core.process import Durable, Io
 from giants.core.sim import SimNetworkOptions, Simulation
 from giants.core.testing.history import History
@@ -68,6 +76,7 @@ class SimWorld:
     expired: list[str] = field(default_factory=list)
     next_value: int = 0
     stop_at: float = 0.0
+    impatient: Counter[str] = field(default_factory=Counter)   # what impatient acquires did
 
 
 class SimClient:
@@ -86,6 +95,8 @@ class SimClient:
         self.current: tuple[int, str, list[Any], int | None, str] | None = None
         self.incarnation = 0
         self.sequencer: list[Any] | None = None
+        self.give_up_at: float | None = None     # abandon the current acquire then
+        self.ask_again = False                   # re-acquire at once after a Timeout
 
     # -- Process ----------------------------------------------------------------------
 
@@ -110,6 +121,9 @@ class SimClient:
             done = self.core.take_completed()
             for op_id, err, value in done:
                 self._completed(io, op_id, err, value)
+            if (self.current is not None and self.give_up_at is not None
+                    and io.now >= self.give_up_at):
+                self._abandon_and_ask_again(io)
             for ev in self.core.take_events():
                 if ev[0] in ("jeopardy", "safe", "expired", "failover"):
                     io.trace("session_" + ev[0], lease_end=round(self.core.lease_end, 3),
@@ -133,6 +147,10 @@ class SimClient:
             self._submit(io, op, args, None, "")
             return
         if io.now >= self.world.stop_at:
+            if self.sequencer is not None:      # let go, so the lock ends up free
+                self.world.holders.pop(self.name, None)
+                self.sequencer = None
+                self._submit(io, "release", [self.handles[LOCK]], None, "")
             return
         r = io.rng.random()
         path = FILES[io.rng.randint(0, len(FILES) - 1)]
@@ -152,17 +170,44 @@ class SimClient:
                 self.sequencer = None
                 self._submit(io, "release", [self.handles[LOCK]], None, "")
         else:
-            op = "acquire" if io.rng.random() < 0.5 else "try_acquire"
-            self._submit(io, op, [self.handles[LOCK], "x"], None, "")
+            self._acquire(io)
 
-    def _submit(self, io: Io, op: str, args: list[Any], hist: int | None, path: str) -> None:
-        op_id = self.core.submit(io.now, op, args)
+    def _acquire(self, io: Io) -> None:
+        """A blocking acquire (half of them impatient: abandoned after a while, or
+        with a short deadline) or a try_acquire."""
+        args = [self.handles[LOCK], "x"]
+        r = io.rng.random()
+        if r < 0.3:
+            self._submit(io, "try_acquire", args, None, "")
+        elif r < 0.5:
+            self._submit(io, "acquire", args, None, "")
+        elif r < 0.75:
+            self._submit(io, "acquire", args, None, "")
+            self.give_up_at = io.now + io.rng.uniform(0.02, 0.6)
+        else:
+            self.ask_again = True
+            self._submit(io, "acquire", args, None, "", timeout_s=io.rng.uniform(0.02, 0.6))
+
+    def _abandon_and_ask_again(self, io: Io) -> None:
+        assert self.current is not None
+        self.core.abandon(io.now, self.current[0])
+        self.world.impatient["abandoned"] += 1
+        self.current = self.give_up_at = None
+        if io.now < self.world.stop_at:
+            self.world.impatient["asked_again"] += 1
+            self._acquire(io)
+
+    def _submit(self, io: Io, op: str, args: list[Any], hist: int | None, path: str,
+                timeout_s: float | None = None) -> None:
+        op_id = self.core.submit(io.now, op, args, timeout_s)
         self.current = (op_id, op, args, hist, path)
 
     def _completed(self, io: Io, op_id: int, err: GiantsError | None, value: Any) -> None:
         assert self.current is not None and self.current[0] == op_id
         _, op, args, hist, path = self.current
-        self.current = None
+        impatient = self.ask_again or self.give_up_at is not None
+        ask_again, self.ask_again = self.ask_again, False
+        self.current = self.give_up_at = None
         w = self.world
         if op == "open" and self.setup:
             if err is None:
@@ -173,8 +218,15 @@ class SimClient:
             self._record(io, op, hist, path, err, value)
             return
         if err is not None:
+            if ask_again and isinstance(err, Timeout):
+                w.impatient["timed_out"] += 1
+                if io.now < w.stop_at:
+                    w.impatient["asked_again"] += 1
+                    self._acquire(io)
             return
         if op in ("acquire", "try_acquire") and value[0]:
+            if impatient:
+                w.impatient["won"] += 1
             gen = value[1][2]
             if w.generations and gen <= w.generations[-1]:
                 w.violations.append(f"lock generation {gen} after {w.generations[-1]}")
@@ -335,6 +387,9 @@ def check_run(run: SimRun) -> list[str]:
             problems.append(f"{c.name} ended {c.core.state}")
         if c.setup:
             problems.append(f"{c.name} never finished opening its files")
+        if c.current is not None or c.core.queued():
+            problems.append(f"{c.name} ended with calls unanswered: {c.current} "
+                            f"({c.core.queued()} queued)")
     lin = check_kv_linearizable(run.world.history)
     if not lin:
         problems.append(f"not linearizable: {lin.explain()}")
@@ -347,6 +402,10 @@ def check_run(run: SimRun) -> list[str]:
     top = max(a for a, _, _ in snaps)
     if len({repr(s[1:]) for s in snaps if s[0] == top}) > 1:
         problems.append("replicas at the same index disagree")
+    lock = next(s[1].get(LOCK) for s in snaps if s[0] == top)
+    if lock is not None and (lock[9] or lock[10]):
+        problems.append(f"the lock is still held at the end (handles {lock[9]} {lock[10]}) "
+                        f"though every holder let go")
     return problems
 
 
@@ -366,7 +425,8 @@ def run_sim_cli(args: Any) -> int:
     hits = sum(c.core.stats["cache_hits"] for c in run.clients)
     print(f"chubby sim seed={seed} consensus={consensus} nemesis={','.join(kinds) or 'none'}: "
           f"{ops_done} file ops ({hits} cache hits), {len(run.world.generations)} lock "
-          f"acquisitions, faults: {run.nemesis.injected if run.nemesis else []}")
+          f"acquisitions, impatient acquires {dict(sorted(run.world.impatient.items()))}, "
+          f"faults: {run.nemesis.injected if run.nemesis else []}")
     print(f"trace: {path}")
     if problems:
         print("verdict: FAIL")
@@ -380,9 +440,10 @@ def run_sim_cli(args: Any) -> int:
 class ScriptedClient:
     """A ``Process`` hosting a bare ``ClientCore``: the test calls it (``SimCell.call``)."""
 
-    def __init__(self, name: str, replicas: list[str], options: ClientOptions) -> None:
+    def __init__(self, name: str, replicas: list[str], options: ClientOptions,
+                 adopt: tuple[int, int] | None = None) -> None:
         self.name = name
-        self.core = ClientCore(replicas, user=name, nonce=name, options=options)
+        self.core = ClientCore(replicas, user=name, nonce=name, options=options, adopt=adopt)
         self.tokens: dict[int, int] = {}
         self.done: dict[int, tuple[GiantsError | None, Any]] = {}
         self.events: list[list[Any]] = []
@@ -426,8 +487,10 @@ class SimCell:
         for name in clients:
             self.add_client(name, client_options)
 
-    def add_client(self, name: str, options: ClientOptions = SIM_CLIENT) -> ScriptedClient:
-        c = ScriptedClient(name, self.replicas, options)
+    def add_client(self, name: str, options: ClientOptions = SIM_CLIENT,
+                   adopt: tuple[int, int] | None = None) -> ScriptedClient:
+        """``adopt=(session, epoch)``: take over that live session (``ClientCore``)."""
+        c = ScriptedClient(name, self.replicas, options, adopt)
         self.clients[name] = c
         self.sim.add_process(name, _constant(c), tick_s=CLIENT_TICK_S)
         return c
