@@ -36,6 +36,7 @@ __all__ = [
     "FrameDecoder",
     "frame",
     "encode_envelope",
+    "encode_parts",
     "decode_envelope",
     "DEFAULT_MAX_FRAME_BYTES",
     "LENGTH_PREFIX",
@@ -105,11 +106,18 @@ class MalformedEnvelope(RemoteProtocolError):
 def encode_envelope(env: Envelope, registry: MessageRegistry = DEFAULT_REGISTRY) -> bytes:
     """msgpack bytes of ``env`` (no length prefix). Raises ``LocalProtocolError`` if the
     body is not a registered message or holds something msgpack cannot carry."""
-    body = registry.shallow_wire(env.body)
+    return encode_parts(env.source, env.target, env.msg_id, env.in_reply_to, env.body,
+                        registry)
+
+
+def encode_parts(source: str, target: str, msg_id: int, in_reply_to: int | None, body: Any,
+                 registry: MessageRegistry = DEFAULT_REGISTRY) -> bytes:
+    """``encode_envelope`` of the envelope these fields would make, without making it."""
+    wire = registry.shallow_wire(body)
     try:
-        return registry.pack([env.source, env.target, env.msg_id, env.in_reply_to, body])
+        return registry.pack([source, target, msg_id, in_reply_to, wire])
     except (TypeError, ValueError, OverflowError) as exc:
-        raise LocalProtocolError(f"cannot encode {type(env.body).__qualname__}: {exc}") from exc
+        raise LocalProtocolError(f"cannot encode {type(body).__qualname__}: {exc}") from exc
 
 
 def decode_envelope(data: bytes, registry: MessageRegistry = DEFAULT_REGISTRY) -> Envelope:

@@ -45,6 +45,7 @@ from giants.core.envelope import (
     MalformedEnvelope,
     decode_envelope,
     encode_envelope,
+    encode_parts,
     frame,
 )
 from giants.core.errors import (
@@ -100,12 +101,16 @@ class _Call:
 
 
 class _ClientConnection(FramedConnection):
-    __slots__ = ("decoder", "last_read", "lean", "pending", "reader", "slots")
+    __slots__ = ("decoder", "in_flight", "last_read", "lean", "pending", "reader",
+                 "slot_waiters")
 
     def __init__(self, stream: trio.abc.Stream, label: str, max_frame_bytes: int) -> None:
         super().__init__(stream, label)
         self.pending: dict[int, _Call] = {}
-        self.slots = trio.Semaphore(MAX_IN_FLIGHT_PER_CONNECTION)
+        # Requests holding one of the MAX_IN_FLIGHT_PER_CONNECTION slots, and those
+        # waiting for one (a counter and a parking lot: cheaper than a Semaphore).
+        self.in_flight = 0
+        self.slot_waiters = trio.lowlevel.ParkingLot()
         self.decoder = FrameDecoder(max_frame_bytes)
         # Requesters read their own replies over a lean stream; ``reader`` is the one
         # reading now (see the module docstring).
@@ -197,24 +202,25 @@ class StreamClient:
               and deadline - timeout - conn.last_read > IDLE_PROBE_S
               and not await self._still_open(conn)):
             return await self.request(address, body, timeout=timeout)  # it was dropped
-        slots = conn.slots
-        try:
-            slots.acquire_nowait()  # the common case: no scheduler round trip
-        except trio.WouldBlock:
+        if conn.in_flight >= MAX_IN_FLIGHT_PER_CONNECTION:  # rare: wait for a slot
             with trio.move_on_at(deadline) as scope:
-                await slots.acquire()
+                while conn.in_flight >= MAX_IN_FLIGHT_PER_CONNECTION:
+                    await conn.slot_waiters.park()
             if scope.cancelled_caught:
                 raise Timeout(f"{address}: no free request slot within {timeout}s") from None
+        conn.in_flight += 1
         try:
             return await self._call(conn, address, body, deadline, timeout)
         finally:
-            slots.release()
+            conn.in_flight -= 1
+            if conn.slot_waiters:
+                conn.slot_waiters.unpark()
 
     async def _call(self, conn: _ClientConnection, address: str, body: Any,
                     deadline: float, timeout: float) -> Any:
         msg_id = next(self._ids)
-        data = frame(encode_envelope(
-            Envelope(self._client_id, address, msg_id, None, body), self._registry))
+        data = frame(encode_parts(self._client_id, address, msg_id, None, body,
+                                  self._registry))
         call = _Call(conn, msg_id, timeout)
         conn.pending[msg_id] = call
         self._deadlines.schedule(deadline, call)

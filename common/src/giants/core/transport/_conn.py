@@ -79,12 +79,14 @@ class FramedConnection:
         """
         if self.closed:
             raise trio.ClosedResourceError(f"{self.label}: connection closed")
-        self._out.append(data)
-        self._out_bytes += len(data)
         if self._flushing:
+            self._out.append(data)
+            self._out_bytes += len(data)
             return
         self._flushing = True
         try:
+            await self.stream.send_all(data)  # the usual case: nobody else is writing
+            self.sends += 1
             while self._out:
                 out = self._out
                 chunk = out[0] if len(out) == 1 else b"".join(out)

@@ -59,6 +59,7 @@ from giants.core.transport._conn import (
     close_quietly,
     read_first_frame,
 )
+from giants.core.transport.lean import LeanSocketStream
 
 __all__ = ["StreamEndpoint", "Receiver"]
 
@@ -201,6 +202,7 @@ class StreamEndpoint:
         decoder = FrameDecoder(self._max_frame_bytes)
         data: bytes | bytearray = rest
         stream = conn.stream
+        lean = stream if isinstance(stream, LeanSocketStream) else None
         try:
             while True:
                 envs: list[Envelope] = []
@@ -215,7 +217,11 @@ class StreamEndpoint:
                             return
                 if envs:
                     await self._deliver(conn, envs)
-                data = await stream.receive_some(RECEIVE_CHUNK_BYTES)
+                if lean is not None and len(data) < RECEIVE_CHUNK_BYTES:
+                    # the last read emptied the kernel buffer: wait before trying again
+                    data = await lean.receive_when_ready(RECEIVE_CHUNK_BYTES)
+                else:
+                    data = await stream.receive_some(RECEIVE_CHUNK_BYTES)
                 if not data:
                     return
         except RemoteProtocolError as exc:  # FrameTooLarge from the decoder
@@ -268,7 +274,8 @@ class StreamEndpoint:
 
     async def send_many(self, envs: Sequence[Envelope]) -> None:
         if len(envs) == 1:
-            await self.send(envs[0])
+            env = envs[0]
+            await self._route(env.target, frame(encode_envelope(env, self._registry)))
             return
         batches: dict[str, list[bytes]] = {}
         for env in envs:

@@ -106,25 +106,18 @@ class LeanSocketStream(trio.abc.HalfCloseableStream):
             else:
                 await self._spent()
                 return data
-            return await self._wait_then_recv(size)
         except OSError as exc:
             self._check_open()
             raise trio.BrokenResourceError(f"receive failed: {exc}") from exc
+        return await self.receive_when_ready(size)
 
     async def receive_when_ready(self, max_bytes: int | None = None) -> bytes:
         """``receive_some`` that waits for readability before its first try: for a
         caller that knows the kernel holds nothing yet (it just sent a request), one
         system call fewer."""
         self._check_open()
-        try:
-            return await self._wait_then_recv(
-                DEFAULT_RECEIVE_BYTES if max_bytes is None else max_bytes)
-        except OSError as exc:
-            self._check_open()
-            raise trio.BrokenResourceError(f"receive failed: {exc}") from exc
-
-    async def _wait_then_recv(self, size: int) -> bytes:
         raw = self._raw
+        size = DEFAULT_RECEIVE_BYTES if max_bytes is None else max_bytes
         while True:
             self._receiving = True
             try:
@@ -141,6 +134,9 @@ class LeanSocketStream(trio.abc.HalfCloseableStream):
                 return raw.recv(size)
             except BlockingIOError:
                 continue
+            except OSError as exc:
+                self._check_open()
+                raise trio.BrokenResourceError(f"receive failed: {exc}") from exc
 
     def interrupt_receive(self) -> None:
         """Make a ``receive_some`` / ``receive_when_ready`` now waiting raise ``ReceiveInterrupted``; no effect if
