@@ -339,7 +339,7 @@ class TransportConformance:
                 await trio.sleep(0.01)
                 for n in range(1, 6):
                     nursery.start_soon(ask, n, REPLY_TIMEOUT_S)
-                got = {}
+                got: dict[int, Envelope] = {}
                 while len(got) < 6:
                     env = await ep.receive()
                     got[env.body.n] = env
