@@ -11,6 +11,7 @@ a nemesis and its trace is written and rendered for viewing.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import time
 from typing import Any
@@ -112,6 +113,8 @@ def demo_replicated_kv(system: str, *, nodes: int, sim_factory: ConsensusFactory
     print(f"== giants demo {system}: {nodes}-node replicated KV, kill the leader under load ==",
           flush=True)
     base = getattr(args, "data_dir", None) or tempfile.mkdtemp(prefix=f"giants-demo-{system}-")
+    base = os.path.join(base, system)  # each demo its own fresh directory
+    shutil.rmtree(base, ignore_errors=True)
     os.makedirs(".giants/traces", exist_ok=True)
     trace_path = os.path.join(".giants/traces", f"demo-{system}-real.trace.jsonl")
     t0 = time.monotonic()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import tempfile
 import threading
 import time
@@ -128,6 +129,8 @@ def run_demo(args: Any) -> int:
     t0 = time.monotonic()
     logging.getLogger("kazoo.client").setLevel(logging.ERROR)  # its reconnect chatter
     base = getattr(args, "data_dir", None) or tempfile.mkdtemp(prefix="giants-demo-zookeeper-")
+    base = os.path.join(base, "zookeeper")  # each demo its own fresh directory
+    shutil.rmtree(base, ignore_errors=True)
     os.makedirs(".giants/traces", exist_ok=True)
     trace_path = os.path.join(".giants/traces", "demo-zookeeper-real.trace.jsonl")
     with open(trace_path, "w", encoding="utf-8") as f:
