@@ -10,6 +10,13 @@ connection. The front-end decides nothing: it splits frames (a frame longer than
 ``jute.maxbuffer`` closes the connection, as ZooKeeper's "Len error" does) and spots a
 four-letter word on a fresh connection.
 
+Delivery: the host registers its receiver (``set_receiver``), and the task that read a
+client's bytes hands that read's frames to it directly, as the peer endpoint's reader
+tasks do for peer messages -- no queue and no task switch between a socket and the core
+(which the host steps at once when idle). Client sockets are ``LeanSocketStream``s: a
+read or write that the kernel can serve at once does not yield to the scheduler. Without
+a receiver (a host that only reads ``receive``), everything goes through one queue.
+
 Config (written by the launcher, see ``plugin.plan``)::
 
     {"node_id": "zk-0", "listen": "127.0.0.1:P", "peer_listen": "127.0.0.1:P+100",
@@ -23,7 +30,7 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import trio
@@ -37,6 +44,7 @@ from giants.core.rsm_server import EarlySendStore, PeerBook
 from giants.core.storage import DataDir, SqlDurableStore
 from giants.core.transport import tcp
 from giants.core.transport._base import RECEIVE_CHUNK_BYTES, parse_address
+from giants.core.transport.lean import LeanSocketStream
 from giants.zookeeper._jute import FOUR_LETTER_WORDS, FrameReader, JuteError
 from giants.zookeeper._messages import AdminWord, ClientFrame, Hangup, ServerFrames
 from giants.zookeeper._server import ServerOptions, ZooKeeperServer
@@ -44,6 +52,9 @@ from giants.zookeeper._server import ServerOptions, ZooKeeperServer
 __all__ = ["JuteEndpoint", "serve_server"]
 
 log = logging.getLogger("giants.zookeeper.node")
+
+# The host's receiver (``set_receiver``): takes one read's envelopes, in arrival order.
+Receiver = Callable[[list[Envelope]], Awaitable[None]]
 
 # Inbound envelopes (peer + client) waiting for the core; readers block when it is full.
 INBOX_SIZE = 4096
@@ -63,6 +74,7 @@ class JuteEndpoint:
         self._writers: dict[int, trio.MemorySendChannel[tuple[list[bytes], bool]]] = {}
         self._conn_ids = itertools.count(1)
         self._msg_ids = itertools.count(1)
+        self._receiver: Receiver | None = None
 
     @property
     def node_id(self) -> str:
@@ -100,6 +112,23 @@ class JuteEndpoint:
     def set_peers(self, peers: Mapping[str, str]) -> None:
         self.peer_ep.set_peers(peers)
 
+    def set_receiver(self, receiver: Receiver | None) -> None:
+        """Hand inbound envelopes (client frames and peer messages) to ``receiver`` from
+        the reader tasks from now on; ``None`` goes back to queueing them for
+        ``receive``. What was queued before stays queued (``receive_nowait``)."""
+        self._receiver = receiver
+        set_peer_receiver = getattr(self.peer_ep, "set_receiver", None)
+        if set_peer_receiver is not None:
+            set_peer_receiver(receiver)
+
+    async def _hand(self, envs: list[Envelope]) -> None:
+        receiver = self._receiver
+        if receiver is not None:
+            await receiver(envs)
+            return
+        for env in envs:
+            await self._in_send.send(env)
+
     def _to_conn(self, out: ServerFrames) -> None:
         writer = self._writers.get(out.conn)
         if writer is None:
@@ -114,10 +143,14 @@ class JuteEndpoint:
         return Envelope(self.local, self.node_id, next(self._msg_ids), None, body)
 
     async def pump_peers(self) -> None:
+        """Move what the peer endpoint queued to the host: everything while no receiver
+        is set, and afterwards whatever a peer endpoint without ``set_receiver`` (or
+        one that queued just before it was set) still holds."""
         async for env in self.peer_ep:
-            await self._in_send.send(env)
+            await self._hand([env])
 
-    async def handle_client(self, stream: trio.SocketStream) -> None:
+    async def handle_client(self, socket_stream: trio.SocketStream) -> None:
+        stream = LeanSocketStream(socket_stream)
         conn = next(self._conn_ids)
         out_send, out_recv = trio.open_memory_channel[tuple[list[bytes], bool]](CONN_OUT_QUEUE)
         self._writers[conn] = out_send
@@ -129,10 +162,10 @@ class JuteEndpoint:
         finally:
             self._writers.pop(conn, None)
             with trio.CancelScope(shield=True):
-                await self._in_send.send(self._envelope(Hangup(conn)))
+                await self._hand([self._envelope(Hangup(conn))])
                 await stream.aclose()
 
-    async def _read_loop(self, stream: trio.SocketStream, conn: int) -> None:
+    async def _read_loop(self, stream: LeanSocketStream, conn: int) -> None:
         reader = FrameReader(self.max_buffer)
         seq = itertools.count(1)
         head: bytes | None = b""
@@ -148,7 +181,7 @@ class JuteEndpoint:
                 if len(head) < 4:
                     continue
                 if head[:4] in FOUR_LETTER_WORDS:
-                    await self._in_send.send(self._envelope(AdminWord(conn, head[:4].decode())))
+                    await self._hand([self._envelope(AdminWord(conn, head[:4].decode()))])
                     await trio.sleep_forever()
                 data, head = head, None
             try:
@@ -156,10 +189,11 @@ class JuteEndpoint:
             except JuteError as exc:
                 log.warning("client connection %d: %s; closing it", conn, exc)
                 return
-            for frame in frames:
-                await self._in_send.send(self._envelope(ClientFrame(conn, next(seq), frame)))
+            if frames:
+                await self._hand([self._envelope(ClientFrame(conn, next(seq), frame))
+                                  for frame in frames])
 
-    async def _write_loop(self, stream: trio.SocketStream,
+    async def _write_loop(self, stream: LeanSocketStream,
                           out: trio.MemoryReceiveChannel[tuple[list[bytes], bool]],
                           scope: trio.CancelScope) -> None:
         try:
