@@ -7,7 +7,9 @@ retried after a timeout is applied once and answered with the original result
 (exactly-once). A client keeps at most one command outstanding per ``client_id``.
 Queries go through the consensus core's read barrier (ReadIndex) and are answered from
 the local state machine once it has applied the read index (linearizable reads). A
-node that is not the leader answers ``NotLeader(hint)``.
+node that is not the leader answers ``NotLeader(hint)``. Applying what the consensus
+core decided (snapshot install, index order, compaction, read barriers, leadership) is
+``giants.core.stacked.LogApplier``'s; this class supplies the session table around it.
 
 Messages (all requests are answered with their reply or an ``ErrorReply``):
 ``ClientCommand`` -> ``CommandResult``; ``ClientQuery`` -> ``QueryResult``;
@@ -33,6 +35,7 @@ from giants.core.consensus import ConsensusConfig, ConsensusCore, ConsensusFacto
 from giants.core.envelope import Envelope, ErrorReply
 from giants.core.errors import DefiniteError, NotLeader, Rejected, RemoteProtocolError
 from giants.core.process import Durable, Io
+from giants.core.stacked import LogApplier
 
 __all__ = [
     "ReplicatedService",
@@ -134,25 +137,23 @@ class ReplicatedService:
         self.node_id = config.node_id
         self.sm = state_machine
         self.consensus: ConsensusCore = consensus_factory(config, durable)
-        self.snapshot_every = snapshot_every
-        self.applied_index = 0
-        self._last_snapshot_index = 0
+        self.applier: LogApplier[tuple[Envelope, Any]] = LogApplier(
+            self.consensus, self, snapshot_every=snapshot_every, reads=self)
         self._sessions: OrderedDict[str, tuple[int, Any]] = OrderedDict()
         self._pending: dict[tuple[str, int], Envelope] = {}
-        self._reads: dict[int, tuple[Envelope, Any]] = {}
-        self._waiting_reads: list[tuple[int, int]] = []
-        self._next_token = 0
-        self._was_leader = False
+
+    @property
+    def applied_index(self) -> int:
+        """The index of the last log entry (or snapshot) the state machine applied."""
+        return self.applier.applied_index
 
     # -- Process ----------------------------------------------------------------------
 
     def start(self, io: Io) -> None:
-        self.consensus.start(io)
-        self._drain(io)
+        self.applier.start(io)
 
     def tick(self, io: Io) -> None:
-        self.consensus.tick(io)
-        self._drain(io)
+        self.applier.tick(io)
 
     def receive(self, io: Io, env: Envelope) -> None:
         body = env.body
@@ -164,12 +165,10 @@ class ReplicatedService:
             self._on_membership(io, env, body)
         elif isinstance(body, WhoIsLeader):
             io.reply(env, LeaderInfo(self.consensus.leader(), self.consensus.members().voters))
-        elif self.consensus.handles(body):
-            self.consensus.receive(io, env)
-        else:
+        elif not self.applier.receive(io, env):
             io.reply(env, ErrorReply.protocol(f"unexpected message {type(body).__name__}"))
             return
-        self._drain(io)
+        self.applier.drain(io)
 
     # -- client requests --------------------------------------------------------------
 
@@ -203,17 +202,13 @@ class ReplicatedService:
         except DefiniteError as exc:
             io.reply(env, ErrorReply.definite(exc))
             return
-        if len(self._reads) >= MAX_PENDING:
+        if self.applier.pending_reads >= MAX_PENDING:
             io.reply(env, ErrorReply.definite(Rejected("too many pending reads")))
             return
-        self._next_token += 1
-        token = self._next_token
         try:
-            self.consensus.read_barrier(io, token)
+            self.applier.read_barrier(io, (env, q.query))
         except NotLeader as exc:
             io.reply(env, ErrorReply.definite(exc))
-            return
-        self._reads[token] = (env, q.query)
 
     def _on_membership(self, io: Io, env: Envelope, m: MembershipChange) -> None:
         try:
@@ -230,32 +225,11 @@ class ReplicatedService:
         else:
             io.reply(env, CommandResult(seq, result))
 
-    # -- applying what consensus decided ---------------------------------------------
+    # -- LogApplier callbacks: applying what consensus decided ---------------------
 
-    def _drain(self, io: Io) -> None:
-        ready = self.consensus.take_ready()
-        if ready.snapshot is not None:
-            self._install(*ready.snapshot)
-        for entry in ready.entries:
-            assert entry.index == self.applied_index + 1 or entry.index <= self.applied_index, (
-                f"{self.node_id}: gap in applied entries {self.applied_index} -> {entry.index}")
-            if entry.index <= self.applied_index:
-                continue
-            self.applied_index = entry.index
-            if entry.command is not None:
-                self._apply(io, entry.command)
-        for token in ready.failed_reads:
-            pending = self._reads.pop(token, None)
-            if pending is not None:
-                io.reply(pending[0], ErrorReply.definite(NotLeader(hint=self.consensus.leader())))
-        self._waiting_reads.extend(ready.reads)
-        self._serve_reads(io)
-        self._maybe_snapshot(io)
-        self._forget_if_deposed()
-
-    def _apply(self, io: Io, raw: bytes) -> None:
+    def apply_committed(self, io: Io, index: int, command: bytes) -> None:
         try:
-            client_id, seq, command = _unpack(raw)
+            client_id, seq, cmd = _unpack(command)
         except (ValueError, TypeError, msgpack.UnpackException) as exc:
             raise AssertionError(f"undecodable committed command: {exc}") from exc
         session = self._sessions.get(client_id)
@@ -264,7 +238,7 @@ class ReplicatedService:
             result = session[1]
         else:
             try:
-                result = self.sm.apply(command)
+                result = self.sm.apply(cmd)
             except DefiniteError as exc:
                 result = {"__error__": ErrorReply.definite(exc).error}
             self._sessions[client_id] = (seq, result)
@@ -275,45 +249,30 @@ class ReplicatedService:
         if env is not None:
             self._answer(io, env, seq, result)
 
-    def _serve_reads(self, io: Io) -> None:
-        still = []
-        for token, read_index in self._waiting_reads:
-            if read_index > self.applied_index:
-                still.append((token, read_index))
-                continue
-            pending = self._reads.pop(token, None)
-            if pending is None:
-                continue
-            env, query = pending
-            try:
-                io.reply(env, QueryResult(self.sm.query(query)))
-            except DefiniteError as exc:
-                io.reply(env, ErrorReply.definite(exc))
-        self._waiting_reads = still
+    def serve_read(self, io: Io, read: tuple[Envelope, Any]) -> None:
+        env, query = read
+        try:
+            io.reply(env, QueryResult(self.sm.query(query)))
+        except DefiniteError as exc:
+            io.reply(env, ErrorReply.definite(exc))
 
-    def _maybe_snapshot(self, io: Io) -> None:
-        if self.applied_index - self._last_snapshot_index < self.snapshot_every:
-            return
-        state = {"sm": self.sm.snapshot(), "sessions": [[k, v[0], v[1]] for k, v in self._sessions.items()]}
-        self.consensus.compact(io, self.applied_index, _pack(state))
-        self._last_snapshot_index = self.applied_index
+    def fail_read(self, io: Io, read: tuple[Envelope, Any]) -> None:
+        io.reply(read[0], ErrorReply.definite(NotLeader(hint=self.consensus.leader())))
 
-    def _install(self, index: int, data: bytes) -> None:
-        if index <= self.applied_index:
-            return
+    def snapshot_state(self) -> bytes:
+        return _pack({"sm": self.sm.snapshot(),
+                      "sessions": [[k, v[0], v[1]] for k, v in self._sessions.items()]})
+
+    def restore_state(self, data: bytes) -> None:
         try:
             state = _unpack(data)
         except (ValueError, TypeError, msgpack.UnpackException) as exc:
             raise RemoteProtocolError(f"undecodable snapshot: {exc}") from exc
         self.sm.restore(state["sm"])
         self._sessions = OrderedDict((k, (seq, res)) for k, seq, res in state["sessions"])
-        self.applied_index = index
-        self._last_snapshot_index = index
 
-    def _forget_if_deposed(self) -> None:
-        leading = self.consensus.leader() == self.node_id
-        if self._was_leader and not leading:
+    def leadership_changed(self, io: Io, leading: bool) -> None:
+        if not leading:
             # Proposals may still commit under the next leader; the clients time out and
             # retry, and their sessions make the retry safe. Nothing is answered here.
             self._pending.clear()
-        self._was_leader = leading
