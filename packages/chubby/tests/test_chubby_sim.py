@@ -101,10 +101,11 @@ def test_snapshots_and_restarts_keep_the_database(consensus: str) -> None:
     consensus snapshot plus the log suffix, and every check still holds."""
     from dataclasses import replace
 
+    from giants.chubby import ChubbyReplica
     from giants.chubby.sim import SIM_CELL
 
     for seed in range(3):
         run = run_chubby_sim(seed, consensus=consensus, cell=replace(SIM_CELL, snapshot_every=40))
         assert check_run(run) == []
         live = [run.sim.process(n) for n in run.replicas]
-        assert all(p is not None and p._snap_at > 0 for p in live)  # type: ignore[attr-defined]
+        assert all(isinstance(p, ChubbyReplica) and p.applier.snapshot_index > 0 for p in live)

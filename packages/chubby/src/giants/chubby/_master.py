@@ -30,6 +30,10 @@ Master-only (volatile) state, rebuilt on take-over:
   ``failover`` event is queued for every session, and every delayed lock is delayed
   afresh. Requests carrying an older epoch are refused (``reason="old_epoch"``).
 
+The consensus log is applied (snapshots, index order, compaction, read barriers,
+leadership edges) by ``giants.core.stacked.LogApplier``; this class supplies its
+callbacks.
+
 Ordering contract (the host enforces it): a call's persists (consensus log, snapshot)
 are durable before its messages leave; clients are answered only for applied commands.
 """
@@ -73,8 +77,13 @@ from giants.core.errors import (
     Unavailable,
 )
 from giants.core.process import Durable, Io
+from giants.core.stacked import LogApplier
 
 __all__ = ["CellOptions", "ChubbyReplica", "CACHED_OPS"]
+
+# A read waiting for its barrier: a client's call, or KeepAlive replies (sessions, and
+# when the barrier started).
+_Read = tuple[Envelope, Call] | tuple[tuple[int, ...], float]
 
 
 class ChubbyReplica(LockWaiting):
@@ -85,13 +94,11 @@ class ChubbyReplica(LockWaiting):
         self.node_id = config.node_id
         self.opts = options or CellOptions()
         self.consensus: ConsensusCore = consensus_factory(config, durable)
+        self.applier: LogApplier[_Read] = LogApplier(
+            self.consensus, self, snapshot_every=self.opts.snapshot_every, reads=self)
         self.db = Namespace(self.opts.cell)
-        self.applied = 0
-        self._snap_at = 0
         self.stint = 0
         self.active = False
-        self._was_leader = False
-        self._token = 0
         self._reset_master_state()
 
     def _reset_master_state(self) -> None:
@@ -114,18 +121,15 @@ class ChubbyReplica(LockWaiting):
         self.newest: dict[int, tuple[int, int, CallResult | ErrorReply | None]] = {}
         self.acquiring: Counter[str] = Counter()
         self.delay_until: dict[str, float] = {}
-        self.reads: dict[int, tuple[Envelope, Call] | tuple[tuple[int, ...], float]] = {}
-        self.read_queue: list[tuple[int, int]] = []
+        self.applier.forget_reads()
 
     # -- Process ----------------------------------------------------------------------
 
     def start(self, io: Io) -> None:
-        self.consensus.start(io)
-        self._drain(io)
+        self.applier.start(io)
 
     def tick(self, io: Io) -> None:
-        self.consensus.tick(io)
-        self._drain(io)
+        self.applier.tick(io)
         if self.active:
             self._master_tick(io)
 
@@ -140,12 +144,10 @@ class ChubbyReplica(LockWaiting):
                 self._client_request(io, env, body)
             except DefiniteError as exc:
                 io.reply(env, ErrorReply.definite(exc))
-        elif self.consensus.handles(body):
-            self.consensus.receive(io, env)
-        else:
+        elif not self.applier.receive(io, env):
             io.reply(env, ErrorReply.protocol(f"unexpected message {type(body).__name__}"))
             return
-        self._drain(io)
+        self.applier.drain(io)
 
     # -- client requests (master only) ------------------------------------------------
 
@@ -171,9 +173,7 @@ class ChubbyReplica(LockWaiting):
                            epoch=self.db.epoch)
         validate_call(body.op, body.args, self.opts.cell)
         if body.op in READ_OPS:
-            self._token += 1
-            self.consensus.read_barrier(io, self._token)
-            self.reads[self._token] = (env, body)
+            self.applier.read_barrier(io, (env, body))
         else:
             self._on_write(io, env, body)
 
@@ -198,13 +198,11 @@ class ChubbyReplica(LockWaiting):
         due = tuple(sid for sid in sids if sid not in self.answering)
         if not due:
             return
-        self._token += 1
         try:
-            self.consensus.read_barrier(io, self._token)
+            self.applier.read_barrier(io, (due, io.now))
         except NotLeader:
             return
         self.answering.update(due)
-        self.reads[self._token] = (due, io.now)
 
     def _send_keepalive(self, io: Io, sid: int, started: float) -> None:
         self.answering.discard(sid)
@@ -371,45 +369,27 @@ class ChubbyReplica(LockWaiting):
         queue.append([seq, *event])
         return seq
 
-    # -- applying what consensus decided ---------------------------------------------
+    # -- LogApplier callbacks: applying what consensus decided -----------------------
 
-    def _drain(self, io: Io) -> None:
-        ready = self.consensus.take_ready()
-        if ready.snapshot is not None and ready.snapshot[0] > self.applied:
-            self.db.restore(unpack(ready.snapshot[1]))
-            self.applied = self._snap_at = ready.snapshot[0]
-        for entry in ready.entries:
-            if entry.index <= self.applied:
-                continue
-            assert entry.index == self.applied + 1, f"{self.node_id}: gap before {entry.index}"
-            self.applied = entry.index
-            if entry.command is not None:
-                self._apply(io, unpack(entry.command))
-        for token in ready.failed_reads:
-            pending = self.reads.pop(token, None)
-            if pending is not None and isinstance(pending[0], tuple):
-                self.answering.difference_update(pending[0])    # asked again next tick
-            elif pending is not None:
-                io.reply(pending[0], ErrorReply.definite(NotLeader(hint=self.consensus.leader())))
-        self.read_queue.extend(ready.reads)
-        self._serve_reads(io)
-        if self.applied - self._snap_at >= self.opts.snapshot_every:
-            self.consensus.compact(io, self.applied, pack(self.db.snapshot()))
-            self._snap_at = self.applied
-        self._leadership(io)
+    def apply_committed(self, io: Io, index: int, command: bytes) -> None:
+        self._apply(io, unpack(command))
 
-    def _leadership(self, io: Io) -> None:
-        leading = self.consensus.leader() == self.node_id
-        if leading and not self._was_leader:
+    def snapshot_state(self) -> bytes:
+        return pack(self.db.snapshot())
+
+    def restore_state(self, data: bytes) -> None:
+        self.db.restore(unpack(data))
+
+    def leadership_changed(self, io: Io, leading: bool) -> None:
+        if leading:
             self.stint += 1
             io.trace("master_candidate", stint=self.stint)
             self._propose(io, ["epoch", self.node_id, self.stint])
-        if self._was_leader and not leading:
-            if self.active:
-                io.trace("master_deposed", epoch=self.db.epoch)
-            self.active = False
-            self._reset_master_state()
-        self._was_leader = leading
+            return
+        if self.active:
+            io.trace("master_deposed", epoch=self.db.epoch)
+        self.active = False
+        self._reset_master_state()
 
     def _apply(self, io: Io, cmd: list[Any]) -> None:
         result, effects = self.db.apply(cmd)
@@ -467,28 +447,25 @@ class ChubbyReplica(LockWaiting):
 
     # -- answers ----------------------------------------------------------------------
 
-    def _serve_reads(self, io: Io) -> None:
-        still = []
-        for token, index in self.read_queue:
-            if index > self.applied:
-                still.append((token, index))
-                continue
-            pending = self.reads.pop(token, None)
-            if pending is None:
-                continue
-            if isinstance(pending[0], tuple):
-                for sid in pending[0]:
-                    self._send_keepalive(io, sid, pending[1])
-                continue
-            env, call = pending
-            assert isinstance(call, Call)
-            try:
-                result, cacheable = self._query(call)
-            except DefiniteError as exc:
-                io.reply(env, ErrorReply.definite(exc))
-                continue
-            io.reply(env, CallResult(result, cacheable))
-        self.read_queue = still
+    def serve_read(self, io: Io, read: _Read) -> None:
+        if isinstance(read[0], tuple):
+            for sid in read[0]:
+                self._send_keepalive(io, sid, read[1])
+            return
+        env, call = read
+        assert isinstance(call, Call)
+        try:
+            result, cacheable = self._query(call)
+        except DefiniteError as exc:
+            io.reply(env, ErrorReply.definite(exc))
+            return
+        io.reply(env, CallResult(result, cacheable))
+
+    def fail_read(self, io: Io, read: _Read) -> None:
+        if isinstance(read[0], tuple):
+            self.answering.difference_update(read[0])    # asked again next tick
+        else:
+            io.reply(read[0], ErrorReply.definite(NotLeader(hint=self.consensus.leader())))
 
     def _query(self, call: Call) -> tuple[Any, bool]:
         if call.op == "lookup":

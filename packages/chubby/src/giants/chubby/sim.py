@@ -398,7 +398,7 @@ def check_run(run: SimRun) -> list[str]:
         p = run.sim.process(r)
         if isinstance(p, ChubbyReplica):
             snap = p.db.snapshot()
-            snaps.append((p.applied, snap["nodes"], snap["counters"]))
+            snaps.append((p.applier.applied_index, snap["nodes"], snap["counters"]))
     top = max(a for a, _, _ in snaps)
     if len({repr(s[1:]) for s in snaps if s[0] == top}) > 1:
         problems.append("replicas at the same index disagree")
