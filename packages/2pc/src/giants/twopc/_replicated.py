@@ -28,13 +28,14 @@ Rules (beyond ``CoordinatorBase``):
   participants vote YES again.
 
 Durable state is the consensus core's (its log and snapshots, namespace ``consensus``);
-the state machine is rebuilt from them on restart.
+the state machine is rebuilt from them on restart. The log is applied (snapshots, index
+order, compaction, leadership edges) by ``giants.core.stacked.LogApplier``.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any
+from typing import Any, Never
 
 import msgpack
 
@@ -42,6 +43,7 @@ from giants.core.consensus import ConsensusConfig, ConsensusFactory
 from giants.core.envelope import Envelope, ErrorReply
 from giants.core.errors import NotLeader
 from giants.core.process import Durable, Io
+from giants.core.stacked import LogApplier
 from giants.twopc._coordinator import CoordinatorBase, CoordinatorOptions, _Round
 from giants.twopc._messages import Decision
 from giants.twopc._outcomes import MAX_REMEMBERED_OUTCOMES
@@ -122,33 +124,27 @@ class ReplicatedCoordinator(CoordinatorBase):
                                                    options=dict(consensus_options or {})),
                                    durable)
         self.log = DecisionLog()
-        self.snapshot_every = snapshot_every
-        self.applied_index = 0
-        self._last_snapshot = 0
+        self.applier: LogApplier[Never] = LogApplier(self.consensus, self,
+                                                     snapshot_every=snapshot_every)
         self._clients: dict[str, list[Envelope]] = {}
         self._askers: dict[str, set[str]] = {}
         self._presumed: dict[str, float] = {}
         self._reasons: dict[str, str] = {}
-        self._leading = False
 
     # -- Process ------------------------------------------------------------------------
 
     def start(self, io: Io) -> None:
-        self.consensus.start(io)
-        self._drain(io)
+        self.applier.start(io)
 
     def tick(self, io: Io) -> None:
-        self.consensus.tick(io)
-        self._drain(io)
-        if self._leading:
+        self.applier.tick(io)
+        if self.applier.leading:
             super().tick(io)
 
     def receive(self, io: Io, env: Envelope) -> None:
-        if self.consensus.handles(env.body):
-            self.consensus.receive(io, env)
-        else:
+        if not self.applier.receive(io, env):
             super().receive(io, env)
-        self._drain(io)
+        self.applier.drain(io)
 
     # -- CoordinatorBase hooks ----------------------------------------------------------
 
@@ -156,11 +152,11 @@ class ReplicatedCoordinator(CoordinatorBase):
         return self.log.known(txn)
 
     def _on_waits_for(self, io: Io, w: Any) -> None:
-        if self._leading:                       # one detector: the leader's
+        if self.applier.leading:                # one detector: the leader's
             super()._on_waits_for(io, w)
 
     def _may_coordinate(self, io: Io, env: Envelope) -> bool:
-        if self._leading:
+        if self.applier.leading:
             return True
         io.reply(env, ErrorReply.definite(NotLeader(hint=self.consensus.leader())))
         return False
@@ -175,7 +171,7 @@ class ReplicatedCoordinator(CoordinatorBase):
         self._reasons[r.txn] = reason
 
     def _presume_abort(self, io: Io, txn: str, asker: str) -> None:
-        if not self._leading:
+        if not self.applier.leading:
             return                               # the leader answers; we may lag behind
         self._askers.setdefault(txn, set()).add(asker)
         last = self._presumed.get(txn)
@@ -195,28 +191,19 @@ class ReplicatedCoordinator(CoordinatorBase):
 
     # -- applying the log ---------------------------------------------------------------
 
-    def _drain(self, io: Io) -> None:
-        ready = self.consensus.take_ready()
-        if ready.snapshot is not None and ready.snapshot[0] > self.applied_index:
-            self.log.restore(_unpack(ready.snapshot[1]))
-            self.applied_index = self._last_snapshot = ready.snapshot[0]
-        for entry in ready.entries:
-            if entry.index <= self.applied_index:
-                continue
-            assert entry.index == self.applied_index + 1, (
-                f"{self.node_id}: gap in the decision log {self.applied_index} -> {entry.index}")
-            self.applied_index = entry.index
-            if entry.command is not None:
-                self._apply(io, _unpack(entry.command))
-        self._check_leadership(io)
-        if self.applied_index - self._last_snapshot >= self.snapshot_every:
-            self.consensus.compact(io, self.applied_index, _pack(self.log.snapshot()))
-            self._last_snapshot = self.applied_index
+    def apply_committed(self, io: Io, index: int, command: bytes) -> None:
+        self._apply(io, _unpack(command))
+
+    def snapshot_state(self) -> bytes:
+        return _pack(self.log.snapshot())
+
+    def restore_state(self, data: bytes) -> None:
+        self.log.restore(_unpack(data))
 
     def _apply(self, io: Io, command: list[Any]) -> None:
         outcome = self.log.apply(command)
         txn = command[1]
-        if command[0] != "decide" or not self._leading:
+        if command[0] != "decide" or not self.applier.leading:
             return
         assert outcome is not None
         clients = self._clients.pop(txn, [])
@@ -233,16 +220,13 @@ class ReplicatedCoordinator(CoordinatorBase):
         for p in sorted(askers - set(inform)):
             io.send(p, Decision(txn, outcome))
 
-    def _check_leadership(self, io: Io) -> None:
-        leading = self.consensus.leader() == self.node_id
-        if leading and not self._leading:
-            self._leading = True
+    def leadership_changed(self, io: Io, leading: bool) -> None:
+        if leading:
             io.trace("coordinator_leader", open=len(self.log.open))
             for txn, (commit, inform) in self.log.open.items():
                 if txn not in self._sending:
                     self._decided(io, txn, commit, inform, [])
-        elif self._leading and not leading:
-            self._leading = False
+        else:
             io.trace("coordinator_deposed")
             hint = self.consensus.leader()
             for r in self._rounds.values():       # nothing proposed for these: redirect
@@ -259,4 +243,5 @@ class ReplicatedCoordinator(CoordinatorBase):
 
     def _info(self) -> dict[str, Any]:
         return {"leader": self.consensus.leader(), "open_decisions": len(self.log.open),
-                "remembered_outcomes": len(self.log.done), "applied_index": self.applied_index}
+                "remembered_outcomes": len(self.log.done),
+                "applied_index": self.applier.applied_index}
