@@ -28,7 +28,7 @@ from giants.core.rsm import (
     ReplicatedService,
 )
 from giants.core.solo import solo_factory
-from giants.core.stacked import LogApplier
+from giants.core.stacked import LogApplier, pack, unpack
 
 
 class ScriptedCore:
@@ -334,6 +334,14 @@ def test_receive_hands_over_only_the_cores_messages_and_start_tick_drain() -> No
 
 
 # -- the services on it keep their durable formats ------------------------------------
+
+
+def test_pack_is_plain_msgpack_keeping_bytes_strings_and_int_keys_apart() -> None:
+    assert pack({"a": b"\x00"}) == b"\x81\xa1a\xc4\x01\x00"     # bin 8, not str
+    value = {1: [b"raw", "text"], "k": {2: None}}
+    assert unpack(pack(value)) == value
+    with pytest.raises((ValueError, msgpack.UnpackException)):
+        unpack(b"\xc1")
 
 
 def _solo_durable(index: int, snapshot: Any) -> Durable:

@@ -35,7 +35,7 @@ from giants.core.consensus import ConsensusConfig, ConsensusCore, ConsensusFacto
 from giants.core.envelope import Envelope, ErrorReply
 from giants.core.errors import DefiniteError, NotLeader, Rejected, RemoteProtocolError
 from giants.core.process import Durable, Io
-from giants.core.stacked import LogApplier
+from giants.core.stacked import LogApplier, pack, unpack
 
 __all__ = [
     "ReplicatedService",
@@ -113,15 +113,6 @@ class LeaderInfo:
     voters: dict[str, str]
 
 
-def _pack(value: Any) -> bytes:
-    packed: bytes = msgpack.packb(value, use_bin_type=True)
-    return packed
-
-
-def _unpack(data: bytes) -> Any:
-    return msgpack.unpackb(data, raw=False, strict_map_key=False)
-
-
 class ReplicatedService:
     """A ``Process`` hosting a state machine over a consensus core. See module docs."""
 
@@ -190,7 +181,7 @@ class ReplicatedService:
             io.reply(env, ErrorReply.definite(Rejected("too many pending commands")))
             return
         try:
-            self.consensus.propose(io, _pack([cmd.client_id, cmd.seq, cmd.command]))
+            self.consensus.propose(io, pack([cmd.client_id, cmd.seq, cmd.command]))
         except NotLeader as exc:
             io.reply(env, ErrorReply.definite(exc))
             return
@@ -229,7 +220,7 @@ class ReplicatedService:
 
     def apply_committed(self, io: Io, index: int, command: bytes) -> None:
         try:
-            client_id, seq, cmd = _unpack(command)
+            client_id, seq, cmd = unpack(command)
         except (ValueError, TypeError, msgpack.UnpackException) as exc:
             raise AssertionError(f"undecodable committed command: {exc}") from exc
         session = self._sessions.get(client_id)
@@ -260,12 +251,12 @@ class ReplicatedService:
         io.reply(read[0], ErrorReply.definite(NotLeader(hint=self.consensus.leader())))
 
     def snapshot_state(self) -> bytes:
-        return _pack({"sm": self.sm.snapshot(),
+        return pack({"sm": self.sm.snapshot(),
                       "sessions": [[k, v[0], v[1]] for k, v in self._sessions.items()]})
 
     def restore_state(self, data: bytes) -> None:
         try:
-            state = _unpack(data)
+            state = unpack(data)
         except (ValueError, TypeError, msgpack.UnpackException) as exc:
             raise RemoteProtocolError(f"undecodable snapshot: {exc}") from exc
         self.sm.restore(state["sm"])

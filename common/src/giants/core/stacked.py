@@ -39,16 +39,31 @@ does not count as applied; an entry whose ``apply_committed`` raised does.
 
 from __future__ import annotations
 
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
+
+import msgpack
 
 from giants.core.consensus import ConsensusCore
 from giants.core.envelope import Envelope
 from giants.core.process import Io
 
-__all__ = ["LogApplier", "ReadService", "StackedService"]
+__all__ = ["LogApplier", "ReadService", "StackedService", "pack", "unpack"]
 
 R = TypeVar("R")
 R_contra = TypeVar("R_contra", contravariant=True)
+
+
+def pack(value: Any) -> bytes:
+    """Plain msgpack, as stacked services encode their log commands and snapshots (their
+    own data, so no message tags)."""
+    data: bytes = msgpack.packb(value, use_bin_type=True)
+    return data
+
+
+def unpack(data: bytes) -> Any:
+    """The inverse of ``pack``; raises ``ValueError`` / ``msgpack.UnpackException`` for
+    bytes it did not make."""
+    return msgpack.unpackb(data, raw=False, strict_map_key=False)
 
 
 class StackedService(Protocol):
