@@ -1,7 +1,8 @@
 """Chubby cell configuration and small pieces the replica core uses (Burrows, OSDI 2006,
 §2.8 lease and KeepAlive timing, §2.4 lock-delay, §2.9 caching): ``CellOptions``, the
 ``Modification`` a write becomes while invalidations are outstanding, and helpers to
-encode commands and shape replies.
+encode commands (``pack`` / ``unpack``, the core's encoding for stacked services) and
+shape replies.
 """
 
 from __future__ import annotations
@@ -9,10 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
-import msgpack
-
 from giants.core.envelope import Envelope
 from giants.core.errors import DefiniteError, LocalProtocolError, NotFound, Rejected
+from giants.core.stacked import pack, unpack
 
 __all__ = ["CellOptions", "Modification", "CACHED_OPS", "MAX_PARKED", "MAX_EVENTS_PER_SESSION",
            "MAX_USER_CHARS", "command_key", "pack", "unpack", "cached_stat", "error_of"]
@@ -64,13 +64,6 @@ def command_key(command: list[Any]) -> tuple[Any, ...]:
     return tuple(command[:3]) if command[0] == "op" else tuple(command[:2])
 
 
-def pack(v: Any) -> bytes:
-    out: bytes = msgpack.packb(v, use_bin_type=True)
-    return out
-
-
-def unpack(b: bytes) -> Any:
-    return msgpack.unpackb(b, raw=False, strict_map_key=False)
 
 
 def cached_stat(stat: dict[str, Any]) -> dict[str, Any]:
