@@ -37,13 +37,11 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any, Never
 
-import msgpack
-
 from giants.core.consensus import ConsensusConfig, ConsensusFactory
 from giants.core.envelope import Envelope, ErrorReply
 from giants.core.errors import NotLeader
 from giants.core.process import Durable, Io
-from giants.core.stacked import LogApplier
+from giants.core.stacked import LogApplier, pack, unpack
 from giants.twopc._coordinator import CoordinatorBase, CoordinatorOptions, _Round
 from giants.twopc._messages import Decision
 from giants.twopc._outcomes import MAX_REMEMBERED_OUTCOMES
@@ -52,15 +50,6 @@ __all__ = ["DecisionLog", "ReplicatedCoordinator", "SNAPSHOT_EVERY"]
 
 # Snapshot the decision log after this many applied entries (bounds replay on restart).
 SNAPSHOT_EVERY = 500
-
-
-def _pack(value: Any) -> bytes:
-    data: bytes = msgpack.packb(value, use_bin_type=True)
-    return data
-
-
-def _unpack(data: bytes) -> Any:
-    return msgpack.unpackb(data, raw=False, strict_map_key=False)
 
 
 class DecisionLog:
@@ -184,7 +173,7 @@ class ReplicatedCoordinator(CoordinatorBase):
 
     def _propose(self, io: Io, command: list[Any]) -> bool:
         try:
-            self.consensus.propose(io, _pack(command))
+            self.consensus.propose(io, pack(command))
         except NotLeader:
             return False
         return True
@@ -192,13 +181,13 @@ class ReplicatedCoordinator(CoordinatorBase):
     # -- applying the log ---------------------------------------------------------------
 
     def apply_committed(self, io: Io, index: int, command: bytes) -> None:
-        self._apply(io, _unpack(command))
+        self._apply(io, unpack(command))
 
     def snapshot_state(self) -> bytes:
-        return _pack(self.log.snapshot())
+        return pack(self.log.snapshot())
 
     def restore_state(self, data: bytes) -> None:
-        self.log.restore(_unpack(data))
+        self.log.restore(unpack(data))
 
     def _apply(self, io: Io, command: list[Any]) -> None:
         outcome = self.log.apply(command)
