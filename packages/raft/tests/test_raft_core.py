@@ -11,7 +11,7 @@ import pytest
 from giants.core.errors import LocalProtocolError, NotLeader, Rejected
 from giants.core.process import Put
 from giants.raft._core import CANDIDATE, FOLLOWER, LEADER, PRE_CANDIDATE
-from giants.raft._messages import AppendEntries, AppendReply, RequestVote, VoteReply
+from giants.raft._messages import AppendEntries, AppendReply, Heartbeat, RequestVote, VoteReply
 from giants.raft.testing import CoreNet
 
 
@@ -422,3 +422,57 @@ def test_replicating_follower_behind_compaction_switches_to_snapshot() -> None:
     assert pr.state == "snapshot"
     sent = [e.body for e in net.queue if e.target == "n2"]
     assert sum(type(b).__name__ == "InstallSnapshot" for b in sent) == 1
+
+
+def _commit_after_replication(notify: bool) -> tuple[int, int, list[str]]:
+    """n0 leads; an entry reaches n1 (which commits it) before n2; the leader may be
+    asked to notify n2. Returns (index, n2's commit afterwards, heartbeats sent)."""
+    net = CoreNet(3, options={"heartbeat_ticks": 5})
+    net.elect("n0")
+    net.deliver()
+    leader = net.core("n0")
+    net.propose("n0", b"x")
+    index = leader.log.last_index
+    if notify:
+        net.run("n0", lambda io: leader.notify_commit(io, "n2", index))
+    to_n2 = [e for e in net.queue if e.target == "n2"]
+    net.queue = [e for e in net.queue if e.target != "n2"]
+    net.deliver()                                   # n1 stores it: committed
+    assert leader.commit == index and net.core("n2").commit < index
+    sent_early = [e.target for e in net.queue if isinstance(e.body, Heartbeat)]
+    assert sent_early == [], "a notice went out before n2 stored the entry"
+    net.queue.extend(to_n2)
+    heartbeats: list[str] = []
+    while net.queue:                                # n2 stores it and acknowledges
+        heartbeats += [e.target for e in net.queue if isinstance(e.body, Heartbeat)]
+        net.deliver(max_messages=1)
+    return index, net.core("n2").commit, heartbeats
+
+
+def test_commit_notice_reaches_a_follower_once_committed_and_stored() -> None:
+    """§5.3: a follower learns the commit index from the leader's next message; with
+    ``notify_commit`` the leader sends it one heartbeat as soon as the entry is both
+    committed and stored there -- not before (it may not match the leader's log yet),
+    and without waiting for the heartbeat interval."""
+    index, n2_commit, heartbeats = _commit_after_replication(notify=True)
+    assert n2_commit == index and heartbeats == ["n2"]
+    index, n2_commit, heartbeats = _commit_after_replication(notify=False)
+    assert n2_commit < index and heartbeats == []
+
+
+def test_commit_notice_now_if_already_known_and_dropped_on_step_down() -> None:
+    net = CoreNet(3, options={"heartbeat_ticks": 5})
+    net.elect("n0")
+    net.deliver()
+    leader = net.core("n0")
+    io = net.run("n0", lambda io: leader.notify_commit(io, "n1", leader.commit))
+    assert [(e.target, type(e.body)) for e in io.sends] == [("n1", Heartbeat)]
+    io = net.run("n1", lambda io: net.core("n1").notify_commit(io, "n2", 1))
+    assert io.sends == []                            # not the leader: nothing
+    net.run("n0", lambda io: leader.notify_commit(io, "n2", leader.commit + 5))
+    assert leader._commit_notices == {"n2": leader.commit + 5}
+    net.partition(["n0"])
+    for _ in range(40):
+        net.tick("n0")
+        net.deliver()
+    assert leader.role == FOLLOWER and leader._commit_notices == {}

@@ -19,7 +19,7 @@ from giants.zookeeper.sim import run_zk_sim
 
 # Rare branches a full sweep must reach, or it is not testing what it claims.
 SWEEP_PROBES = ("zk.early_reply", "zk.retransmit", "zk.frame_out_of_order", "zk.leaderless_drops_clients",
-                "zk.session_expired", "zk.session_moved_away")
+                "zk.session_expired", "zk.session_moved_away", "raft.commit_notice")
 
 
 @pytest.mark.sim

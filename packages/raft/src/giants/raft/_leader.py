@@ -11,6 +11,10 @@
 * Commit (§5.4.2): the largest index a majority of voters stores, *only if its term is
   the current term*; earlier entries commit with it. A new leader appends a no-op at the
   start of its term (§8) so this happens promptly.
+* Commit notices (``notify_commit``): a follower learns the commit index from the
+  leader's next message (§5.3); on request the leader sends one follower a heartbeat as
+  soon as an entry is committed *and* stored there (for services whose other servers
+  must apply a write before they answer for it).
 * ReadIndex (dissertation §6.4): a read waits for the no-op to commit, records the
   commit index, and is released once a quorum acknowledged a heartbeat sent after it.
   Optional LEASE reads (§6.4.1) skip the round while a quorum acknowledged us recently;
@@ -112,6 +116,7 @@ class LeaderMixin(_Base):
         self._lease_until = 0
         self._lease_term = 0      # a term in which leases are off (a transfer was started)
         self._seq_ticks: dict[int, int] = {}
+        self._commit_notices: dict[str, int] = {}   # follower -> index it waits for
 
     # -- becoming and stopping -------------------------------------------------------
 
@@ -139,12 +144,14 @@ class LeaderMixin(_Base):
         self._transfer = None
         self._batch_io = self._read_io = None
         self._seq_ticks.clear()
+        self._commit_notices.clear()
 
     def _sync_progress(self) -> None:
         members = set(self.voters) | set(self.learners)
         members.discard(self.node_id)
         for gone in set(self.progress) - members:
             del self.progress[gone]
+            self._commit_notices.pop(gone, None)
         for new in sorted(members - set(self.progress)):
             self.progress[new] = self._new_progress()
 
@@ -301,6 +308,8 @@ class LeaderMixin(_Base):
             self._maybe_commit(io)
             if self.role != LEADER:
                 return
+            if self._commit_notices:
+                self._send_commit_notices(io)
             if self._transfer == src and pr.match == self.log.last_index:
                 io.send(src, TimeoutNow(self.term))
             self._send_more(io, src, pr)
@@ -374,6 +383,26 @@ class LeaderMixin(_Base):
         for peer, pr in self.progress.items():   # let everyone learn the final commit index
             io.send(peer, Heartbeat(self.term, min(pr.match, self.commit), self._seq))
         self._become_follower(io, self.term, None)
+
+    # -- commit notices -----------------------------------------------------------------
+
+    def notify_commit(self, io: Io, peer: str, index: int) -> None:
+        """One ``Heartbeat`` to ``peer`` as soon as entry ``index`` is committed and
+        stored there (module docstring). Nothing unless we lead and ``peer`` is a
+        member; a pending request is dropped when we stop leading."""
+        if self.role != LEADER or peer not in self.progress:
+            return
+        if index > self._commit_notices.get(peer, -1):
+            self._commit_notices[peer] = index
+        self._send_commit_notices(io)
+
+    def _send_commit_notices(self, io: Io) -> None:
+        for peer, index in list(self._commit_notices.items()):
+            known = min(self.progress[peer].match, self.commit)    # what a heartbeat may carry (§5.3)
+            if known >= index:   # current seq: its reply confirms nothing sent earlier
+                del self._commit_notices[peer]
+                io.probe("raft.commit_notice")
+                io.send(peer, Heartbeat(self.term, known, self._seq))
 
     # -- reads (ReadIndex, optional lease) -----------------------------------------------
 

@@ -6,7 +6,8 @@ is its own source. Frames travel as raw jute bytes, so the core runs the real co
 the simulator too. Server-to-server messages are the consensus core's own plus
 ``Forward`` (a follower hands a write to the leader, paper section 4: "write requests
 are forwarded to the leader") and ``Touch`` (session liveness for the leader, which
-expires sessions).
+expires sessions), ``Applied`` (the leader tells a write's origin server its outcome) and
+``AwaitCommit`` (a server asks the leader to tell it the commit index promptly).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from typing import Any
 
 from giants.core.codec import message
 
-__all__ = ["ClientFrame", "AdminWord", "Hangup", "ServerFrames", "Forward", "Touch", "Applied"]
+__all__ = ["ClientFrame", "AdminWord", "Hangup", "ServerFrames", "Forward", "Touch", "Applied",
+           "AwaitCommit"]
 
 
 @message("zk.frame")
@@ -85,3 +87,14 @@ class Applied:
     ``[owner, wseq, zxid, err, reply_body]``."""
 
     results: list[list[Any]]
+
+
+@message("zk.await")
+@dataclass(frozen=True, slots=True)
+class AwaitCommit:
+    """A server waits to apply ``zxid`` itself (a read queued behind a write answered
+    early, or the reply to a write from a connection with watches): the leader should
+    have the consensus core tell it the commit index as soon as that covers ``zxid``
+    (the zxid is the log index) instead of with its next heartbeat."""
+
+    zxid: int

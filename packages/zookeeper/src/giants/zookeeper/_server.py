@@ -26,6 +26,12 @@ Per server, the paper's pipeline maps onto this class as follows:
   FIFO order hold. A connection with watches
   waits for its own server's apply, so its watch events keep their order with its
   replies.
+* **Prompt commit notices.** A server that waits to apply a zxid itself (a read queued
+  behind an early reply, a watch-holding connection's write) asks the leader
+  (``AwaitCommit``), whose consensus core then tells it the commit index as soon as
+  that covers the zxid (Raft's ``notify_commit``: one heartbeat), instead of the server
+  learning it from the next heartbeat up to a heartbeat interval later. On a consensus
+  plugin without ``notify_commit`` the server waits for its usual messages.
 * **Watches** are local: registered by a read here, fired when this server applies a
   matching change, sent before any later reply on that connection.
 * **Sessions** are replicated: created, attached (reconnect to any server) and closed
@@ -47,6 +53,14 @@ from giants.core.consensus import ConsensusConfig, ConsensusCore, ConsensusFacto
 from giants.core.envelope import Envelope
 from giants.core.errors import NotLeader
 from giants.core.process import Durable, Io
+from giants.zookeeper._answers import (
+    ask_commit,
+    await_zxid,
+    complete,
+    fire,
+    on_applied,
+    release_behind,
+)
 from giants.zookeeper._conn import Conn, Item, admin_text, digest_id
 from giants.zookeeper._jute import (
     AUTH_XID,
@@ -58,11 +72,11 @@ from giants.zookeeper._jute import (
     Op,
     decode_connect,
     decode_request,
-    watch_event,
 )
 from giants.zookeeper._messages import (
     AdminWord,
     Applied,
+    AwaitCommit,
     ClientFrame,
     Forward,
     Hangup,
@@ -154,6 +168,10 @@ class ZooKeeperServer:
         self._behind: set[tuple[str, int]] = set()
         self._dead: OrderedDict[tuple[str, int], None] = OrderedDict()
         self.now = 0.0
+        # ``notify_commit(io, peer, index)`` if the consensus core offers it (Raft).
+        self._notify_commit = getattr(self.consensus, "notify_commit", None)
+        self._await_zxid = 0    # the highest zxid a client here waits for us to apply
+        self._await_asked = 0   # ... and the highest one asked of the leader
 
     # -- Process ----------------------------------------------------------------------
 
@@ -179,7 +197,10 @@ class ZooKeeperServer:
         elif isinstance(body, Forward):
             self._on_forward(io, body)
         elif isinstance(body, Applied):
-            self._on_applied(io, body)
+            on_applied(self, io, body)
+        elif isinstance(body, AwaitCommit):
+            if self._notify_commit is not None:
+                self._notify_commit(io, env.source, body.zxid)
         elif isinstance(body, Touch):
             if self._leading:
                 for sid in body.sessions:
@@ -299,6 +320,7 @@ class ZooKeeperServer:
                     break
                 if self.tree.last_zxid < conn.min_zxid:
                     self._behind.add(conn.key)
+                    await_zxid(self, conn.min_zxid)
                     break
                 item.frame = self._execute_local(conn, item)
             out.append(item.frame)
@@ -383,7 +405,7 @@ class ZooKeeperServer:
             self.tree.restore(unpack(data))
             self.applied_index = self._snap_index = index
             if self._behind:
-                self._release_behind()
+                release_behind(self)
         for entry in ready.entries:
             if entry.index <= self.applied_index:
                 continue
@@ -405,9 +427,9 @@ class ZooKeeperServer:
     def _apply(self, io: Io, raw: bytes, zxid: int) -> None:
         cmd = unpack(raw)
         result, events = self.tree.apply(cmd, zxid)
-        self._fire(events)
+        fire(self, events)
         if self._behind:
-            self._release_behind()
+            release_behind(self)
         kind = cmd[0]
         if kind in ("cs", "at"):
             on_session_result(self, io, cmd, result)
@@ -416,64 +438,12 @@ class ZooKeeperServer:
         elif result[0] not in ("dup", "gap"):
             conn = self.by_owner.get(cmd[4])
             if conn is not None:
-                self._complete(conn, cmd[5], result, zxid)
+                complete(self, conn, cmd[5], result, zxid)
             elif self._leading and cmd[1] != self.node_id:
                 err, resp = result
                 body = write_body(cmd[7], resp) if err == Err.OK else b""
                 self._applied_out.setdefault(cmd[1], []).append(
                     [cmd[4], cmd[5], zxid, err, body])
-
-    def _release_behind(self) -> None:
-        """Run the reads that waited for the tree to reach their connection's
-        ``min_zxid`` -- right after the entry that reached it, before the next one, so
-        a read never sees a later write of its own session."""
-        for key in list(self._behind):
-            conn = self.conns.get(key)
-            if conn is None or conn.min_zxid <= self.tree.last_zxid:
-                self._behind.discard(key)
-                if conn is not None:
-                    self._pump(conn)
-
-    def _on_applied(self, io: Io, msg: Applied) -> None:
-        for owner, wseq, zxid, err, body in msg.results:
-            conn = self.by_owner.get(owner)
-            if conn is None or conn.watches or zxid <= self.tree.last_zxid:
-                continue
-            for item in conn.queue:
-                if item.wseq == wseq and item.frame is None:
-                    io.probe("zk.early_reply")
-                    item.frame = reply(item.xid, zxid, err, bytes(body))
-                    item.early_zxid = zxid
-                    conn.progress_at = self.now
-                    self._pump(conn)
-                    break
-
-    def _complete(self, conn: Conn, wseq: int, result: list[Any], zxid: int) -> None:
-        conn.progress_at = self.now
-        for item in conn.queue:
-            if item.wseq == wseq and item.frame is None:
-                err, resp = result
-                item.frame = reply(item.xid, zxid, err, write_body(item.op, resp)
-                                   if err == Err.OK else b"")
-                break
-        self._pump(conn)
-
-    def _fire(self, events: list[tuple[int, str]]) -> None:
-        for etype, path in events:
-            targets: set[tuple[str, int]] = set()
-            if etype != 4:
-                targets |= self.data_watches.pop(path, set())
-            if etype in (2, 4):
-                targets |= self.child_watches.pop(path, set())
-            for key in sorted(targets):
-                conn = self.conns.get(key)
-                if conn is None:
-                    continue
-                conn.watches.discard(("data", path))
-                conn.watches.discard(("child", path))
-                self._send(key, [watch_event(etype, path)])
-
-    # -- sessions ---------------------------------------------------------------------
 
     # -- connections ------------------------------------------------------------------
 
@@ -489,6 +459,7 @@ class ZooKeeperServer:
         for leader, commands in self._forwards.items():
             io.send(leader, Forward(commands))
         self._forwards.clear()
+        ask_commit(self, io)
         for key in self._close - set(self._out):
             self._out[key] = []
         for key, frames in self._out.items():

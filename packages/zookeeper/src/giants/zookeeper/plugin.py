@@ -18,10 +18,11 @@ from giants.core.plugins import Instance, Registry, Role, System, UpOptions, hoo
 __all__ = ["giants_register_services", "giants_add_commands", "PEER_PORT_OFFSET", "plan"]
 
 PEER_PORT_OFFSET = 100
-# Raft tells followers about a commit with its next heartbeat. A client without watches
-# is answered from the leader's ``Applied`` message; one with watches waits for its
-# server to learn the commit, so heartbeats go every other tick (20 ms) rather than
-# every third. Overridable with ``options=...``.
+# Raft tells followers about a commit with its next message. A server whose client waits
+# for its own apply asks the leader for a prompt notice (``AwaitCommit``), so the
+# heartbeat interval only bounds how far a follower's reads trail writes made through
+# other servers: every other tick (20 ms) rather than every third. Overridable with
+# ``options=...``.
 # A follower that falls behind a pipelined burst is sent log entries, not the whole
 # tree as a snapshot, while it is within 2,000 entries of the leader's snapshot.
 DEFAULT_RAFT_OPTIONS = {"heartbeat_ticks": 2, "snapshot_trailing_entries": 2000}
