@@ -227,7 +227,8 @@ class StreamClient:
         try:
             call.writing = True
             try:
-                await conn.write(data)
+                # pipelining: gather the frames written in this scheduler pass
+                await conn.write(data, gather=len(conn.pending) > 1)
             except TRANSPORT_ERRORS as exc:
                 raise call.error or ConnectionLost(f"{address}: {exc}") from None
             finally:

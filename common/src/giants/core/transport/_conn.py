@@ -70,8 +70,13 @@ class FramedConnection:
         """Bytes handed to ``write`` but not yet given to the stream."""
         return self._out_bytes
 
-    async def write(self, data: bytes) -> None:
+    async def write(self, data: bytes, *, gather: bool = False) -> None:
         """Queue ``data`` (whole frames) and flush unless another task is flushing.
+
+        ``gather``: a writer that becomes the flusher first lets the other tasks already
+        scheduled run (one shielded scheduler pass), so frames they write join this one
+        in a single ``send_all`` -- for pipelined requests, whose writers wake together
+        when a batch of replies arrives. Without it a lone frame goes out at once.
 
         Raises ``trio.ClosedResourceError`` if the connection is closed, and whatever
         ``send_all`` raises (``trio.BrokenResourceError``, ``Cancelled``) if this task
@@ -85,8 +90,13 @@ class FramedConnection:
             return
         self._flushing = True
         try:
-            await self.stream.send_all(data)  # the usual case: nobody else is writing
-            self.sends += 1
+            if gather:
+                self._out.append(data)
+                self._out_bytes += len(data)
+                await trio.lowlevel.cancel_shielded_checkpoint()
+            else:
+                await self.stream.send_all(data)  # the usual case: nobody else is writing
+                self.sends += 1
             while self._out:
                 out = self._out
                 chunk = out[0] if len(out) == 1 else b"".join(out)
