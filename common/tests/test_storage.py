@@ -166,6 +166,23 @@ def test_sql_store_url_and_wal_mode(tmp_path: Path) -> None:
     store.close_sync()
 
 
+def test_sql_store_table_is_a_rowid_table_on_sqlite(tmp_path: Path) -> None:
+    """Large values (snapshots) must not live in a WITHOUT ROWID b-tree: there they
+    are keys, copied whenever neighbouring pages rebalance (see the module docstring)."""
+    import sqlite3
+
+    path = tmp_path / "r.sqlite3"
+    store = SqlDurableStore(path)
+    store.apply_sync([Put("snap", "s", os.urandom(256 * 1024)), Put("log", 1, b"x")])
+    store.close_sync()
+    (sql,) = sqlite3.connect(path).execute(
+        "SELECT sql FROM sqlite_master WHERE name = 'giants_durable_v1'").fetchone()
+    assert "WITHOUT ROWID" not in sql.upper()
+    again = SqlDurableStore(path)
+    assert again.load_sync().get("log", 1) == b"x"
+    again.close_sync()
+
+
 CRASH_WRITER = textwrap.dedent("""
     import sys, trio
     from giants.core.process import Put

@@ -9,7 +9,11 @@ Layout: one table (default ``giants_durable_v1``) with the primary key
 ``"1"`` stay distinct: ``kt=0`` is an int key held in ``ik`` (``sk = ""``), ``kt=1`` a
 str key held in ``sk`` (``ik = 0``). Values are msgpack (``pack_value``); registered
 wire messages nest as the codec's ``MESSAGE_EXT`` ext type. As on the wire, tuples come
-back as lists.
+back as lists. On SQLite it is an ordinary rowid table (the primary key an index beside
+it), not ``WITHOUT ROWID``: there every row is a b-tree key, and once one large value (a
+state-machine snapshot of megabytes) is stored, inserts next to it copy that whole key
+when pages rebalance -- every later commit was ~100x slower. (Databases created with the
+``WITHOUT ROWID`` layout keep it and work as before.)
 
 Durability: ``apply(ops)`` is one transaction, committed before it returns. On SQLite
 the database runs in WAL mode with ``synchronous=FULL``: every commit fsyncs the WAL,
@@ -143,7 +147,6 @@ class SqlDurableStore:
             Column("ik", BigInteger(), primary_key=True),
             Column("sk", String(), primary_key=True),
             Column("value", LargeBinary(), nullable=False),
-            sqlite_with_rowid=False,
         )
         self._put_stmt = self._upsert()
         self._delete_stmt = self._statement(Delete("", ""))
