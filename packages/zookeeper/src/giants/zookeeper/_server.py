@@ -13,7 +13,9 @@ Per server, the paper's pipeline maps onto this class as follows:
   the log index: the same on every replica and growing along the log, as Zab's ``(epoch, counter)``.
 * **Replicated database.** ``DataTree`` (the in-memory tree + sessions); snapshots go
   to the consensus core's ``compact`` every ``snapshot_every`` entries and the log
-  suffix replays on restart.
+  suffix replays on restart. The committed log is applied (snapshot installs, index
+  order, that snapshot cadence, leadership edges) by ``giants.core.stacked.LogApplier``;
+  this class supplies its callbacks.
 * **Client order.** Each connection's requests wait in one FIFO queue: a read executes
   only when every earlier request of the connection has been answered, and replies go
   out in request order (FIFO client order; the paper's section 2.3 guarantee). Writes
@@ -47,12 +49,13 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Never
 
 from giants.core.consensus import ConsensusConfig, ConsensusCore, ConsensusFactory
 from giants.core.envelope import Envelope
 from giants.core.errors import NotLeader
 from giants.core.process import Durable, Io
+from giants.core.stacked import LogApplier, pack, unpack
 from giants.zookeeper._answers import (
     ask_commit,
     await_zxid,
@@ -85,7 +88,7 @@ from giants.zookeeper._messages import (
 )
 from giants.zookeeper._replies import read, reply, write_body
 from giants.zookeeper._sessions import on_closed, on_session_result, sessions_tick
-from giants.zookeeper._tree import DataTree, pack, unpack
+from giants.zookeeper._tree import DataTree
 
 __all__ = ["ZooKeeperServer", "ServerOptions", "zxid_of"]
 
@@ -111,7 +114,8 @@ def zxid_of(term: int, index: int) -> int:
     on every server for the same transaction and to grow along the log. The log index has
     both properties on every consensus plugin; the term does not (a Paxos replica that
     learns an already chosen slot does not know the ballot it was chosen in), so it is not
-    part of the zxid. ``term`` is kept in the signature for callers that log it."""
+    part of the zxid. ``term`` is kept in the signature for callers holding an entry; the
+    server applies with the index alone (``LogApplier`` hands it no term)."""
     del term
     return index
 
@@ -145,9 +149,10 @@ class ZooKeeperServer:
         self.wall_offset_s = wall_offset_s
         self.opts = options or ServerOptions()
         self.consensus: ConsensusCore = consensus_factory(config, durable)
+        # Serves no linearizable reads (reads are local; ``sync`` goes through the log).
+        self.applier: LogApplier[Never] = LogApplier(
+            self.consensus, self, snapshot_every=self.opts.snapshot_every)
         self.tree = DataTree()
-        self.applied_index = 0
-        self._snap_index = 0
         self.boot = ""
         self.conns: dict[tuple[str, int], Conn] = {}
         self.by_owner: dict[str, Conn] = {}
@@ -156,7 +161,6 @@ class ZooKeeperServer:
         self._out: dict[tuple[str, int], list[bytes]] = {}
         self._close: set[tuple[str, int]] = set()
         self._leader_seen: str | None = None
-        self._leading = False
         self._touched: dict[int, float] = {}
         self._to_touch: set[int] = set()
         self._last_touch_sent = 0.0
@@ -173,18 +177,26 @@ class ZooKeeperServer:
         self._await_zxid = 0    # the highest zxid a client here waits for us to apply
         self._await_asked = 0   # ... and the highest one asked of the leader
 
+    @property
+    def applied_index(self) -> int:
+        """The last log index applied to the tree."""
+        return self.applier.applied_index
+
+    @property
+    def _leading(self) -> bool:
+        """Whether the consensus core named this server leader at the last drain."""
+        return self.applier.leading
+
     # -- Process ----------------------------------------------------------------------
 
     def start(self, io: Io) -> None:
         self.boot = f"{io.rng.randint(0, 2**32 - 1):08x}"
         self.now = io.now
-        self.consensus.start(io)
-        self._drain(io)
+        self.applier.start(io)
 
     def tick(self, io: Io) -> None:
         self.now = io.now
-        self.consensus.tick(io)
-        self._drain(io)
+        self.applier.tick(io)
         self._retransmit(io)
         sessions_tick(self, io)
         self._flush(io)
@@ -210,11 +222,9 @@ class ZooKeeperServer:
         elif isinstance(body, AdminWord):
             key = (env.source, body.conn)
             self._send(key, [admin_text(self, body.word).encode()], close=True)
-        elif self.consensus.handles(body):
-            self.consensus.receive(io, env)
-        else:
+        elif not self.applier.receive(io, env):
             io.trace("zk.unexpected", msg=type(body).__name__)
-        self._drain(io)
+        self.applier.drain(io)
         self._flush(io)
 
     def _now_ms(self, io: Io) -> int:
@@ -396,33 +406,24 @@ class ZooKeeperServer:
                     item.sent_at = io.now
                 self._propose(io, [i.command for i in waiting if i.command is not None])
 
-    # -- applying the committed log ---------------------------------------------------
+    # -- LogApplier callbacks: applying the committed log -----------------------------
 
-    def _drain(self, io: Io) -> None:
-        ready = self.consensus.take_ready()
-        if ready.snapshot is not None and ready.snapshot[0] > self.applied_index:
-            index, data = ready.snapshot
-            self.tree.restore(unpack(data))
-            self.applied_index = self._snap_index = index
-            if self._behind:
-                release_behind(self)
-        for entry in ready.entries:
-            if entry.index <= self.applied_index:
-                continue
-            assert entry.index == self.applied_index + 1, (
-                f"{self.node_id}: gap in applied entries {self.applied_index} -> {entry.index}")
-            self.applied_index = entry.index
-            if entry.command is not None:
-                self._apply(io, entry.command, zxid_of(entry.term, entry.index))
-        if self.applied_index - self._snap_index >= self.opts.snapshot_every:
-            self.consensus.compact(io, self.applied_index, pack(self.tree.snapshot()))
-            self._snap_index = self.applied_index
-        leading = self.consensus.leader() == self.node_id
-        if leading and not self._leading:
+    def apply_committed(self, io: Io, index: int, command: bytes) -> None:
+        self._apply(io, command, index)     # the zxid is the log index (``zxid_of``)
+
+    def snapshot_state(self) -> bytes:
+        return pack(self.tree.snapshot())
+
+    def restore_state(self, data: bytes) -> None:
+        self.tree.restore(unpack(data))
+        if self._behind:
+            release_behind(self)
+
+    def leadership_changed(self, io: Io, leading: bool) -> None:
+        if leading:
             # A new leader gives every session a full timeout before it may expire.
             self._touched = {sid: io.now for sid in self.tree.sessions}
             self._expiring.clear()
-        self._leading = leading
 
     def _apply(self, io: Io, raw: bytes, zxid: int) -> None:
         cmd = unpack(raw)
