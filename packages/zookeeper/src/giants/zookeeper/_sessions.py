@@ -10,10 +10,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from giants.core.process import Io
+from giants.core.stacked import pack
 from giants.zookeeper._jute import Err, Op, encode_connect_response
 from giants.zookeeper._messages import Touch
 from giants.zookeeper._replies import reply
-from giants.zookeeper._tree import pack
 
 if TYPE_CHECKING:
     from giants.zookeeper._server import ZooKeeperServer

@@ -29,11 +29,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import msgpack
-
 from giants.zookeeper._jute import Err, Event, Op, Perm
 
-__all__ = ["pack", "unpack", "DataTree", "Znode", "Session", "CONTAINER_OWNER", "validate_path", "OPEN_ACL"]
+__all__ = ["DataTree", "Znode", "Session", "CONTAINER_OWNER", "validate_path", "OPEN_ACL"]
 
 # ZooKeeper marks containers with this ephemeralOwner (EphemeralType.CONTAINER).
 CONTAINER_OWNER = -(1 << 63)
@@ -44,13 +42,6 @@ SESSION_ID_BASE = 0x0100_0000_0000_0000
 Result = list[Any]
 
 
-def pack(v: Any) -> bytes:
-    """Commands and snapshots are msgpack."""
-    return bytes(msgpack.packb(v, use_bin_type=True))
-
-
-def unpack(b: bytes) -> Any:
-    return msgpack.unpackb(b, raw=False, strict_map_key=False)
 Events = list[tuple[int, str]]
 
 
