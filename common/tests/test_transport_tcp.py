@@ -56,3 +56,88 @@ async def test_errors_raised_inside_the_client_block_come_out_unwrapped() -> Non
     with pytest.raises(_Timeout):
         async with _tcp.Client("unwrap-test"):
             raise _Timeout("from the body")
+
+
+# -- two hosted nodes trading big messages both ways at once ----------------------------
+
+from dataclasses import dataclass  # noqa: E402
+from functools import partial  # noqa: E402
+
+from giants.core.codec import message  # noqa: E402
+from giants.core.host import MemoryDurableStore, run_process  # noqa: E402
+from giants.core.process import Io  # noqa: E402
+
+
+@message("test.tcp.volley")
+@dataclass(frozen=True, slots=True)
+class Volley:
+    left: int
+    payload: bytes
+
+
+@message("test.tcp.serve_volleys")
+@dataclass(frozen=True, slots=True)
+class ServeVolleys:
+    chains: int
+    rounds: int
+    size: int
+
+
+class Volleyer:
+    """Returns every ``Volley`` to the peer (with one fewer left) until none are left;
+    ``ServeVolleys`` starts some chains; a ``Ping`` is answered with how many arrived."""
+
+    def __init__(self, peer: str) -> None:
+        self.peer = peer
+        self.received = 0
+
+    def start(self, io: Io) -> None:
+        pass
+
+    def tick(self, io: Io) -> None:
+        pass
+
+    def receive(self, io: Io, env: Envelope) -> None:
+        body = env.body
+        if isinstance(body, ServeVolleys):
+            for _ in range(body.chains):
+                io.send(self.peer, Volley(body.rounds, b"v" * body.size))
+            io.reply(env, Pong(0))
+        elif isinstance(body, Volley):
+            self.received += 1
+            if body.left > 0:
+                io.send(self.peer, Volley(body.left - 1, body.payload))
+        elif isinstance(body, Ping):
+            io.reply(env, Pong(self.received))
+
+
+async def test_big_messages_both_ways_do_not_deadlock_two_nodes() -> None:
+    """Each node answers every big message from the other with a big message back, both
+    at once, far beyond the socket buffers. The connection reader that steps the process
+    writes to the peer: if that write waited for the peer to read, two readers could each
+    wait on the other (the peer's reader being the one writing back) and only the write
+    watchdog would break it, dropping messages. Every volley must arrive, promptly."""
+    chains, rounds, size = 12, 20, 4 * 1024 * 1024
+    async with tcp.serve("a") as a, tcp.serve("b") as b, trio.open_nursery() as nursery:
+        a.set_peers({"b": b.address})
+        b.set_peers({"a": a.address})
+        for ep, peer in ((a, "b"), (b, "a")):
+            await nursery.start(partial(run_process, lambda _d, p=peer: Volleyer(p),
+                                        node_id=ep.node_id, endpoint=ep,
+                                        store=MemoryDurableStore()))
+        async with tcp.Client("c1") as c:
+            async with trio.open_nursery() as starters:
+                for ep in (a, b):
+                    starters.start_soon(partial(c.request, ep.address,
+                                                ServeVolleys(chains, rounds, size),
+                                                timeout=30.0))
+            expected = 2 * chains * (rounds + 1)
+            with trio.fail_after(30.0):  # the watchdog would cut in after 5 s
+                while True:
+                    got = [(await c.request(ep.address, Ping(0), timeout=10.0)).n
+                           for ep in (a, b)]
+                    if sum(got) >= expected:
+                        break
+                    await trio.sleep(0.1)
+            assert sum(got) == expected
+        nursery.cancel_scope.cancel()

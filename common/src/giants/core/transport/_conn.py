@@ -18,6 +18,7 @@ import trio
 
 from giants.core.envelope import LENGTH_PREFIX
 from giants.core.errors import FrameTooLarge
+from giants.core.transport.lean import LeanSocketStream
 
 __all__ = [
     "TRANSPORT_ERRORS",
@@ -104,6 +105,58 @@ class FramedConnection:
                 self._out_bytes = 0
                 await self.stream.send_all(chunk)
                 self.sends += 1
+        except BaseException:
+            await self.aclose()
+            raise
+        finally:
+            self._flushing = False
+
+    def write_nowait(self, data: bytes, nursery: trio.Nursery) -> None:
+        """Hand ``data`` (whole frames) to a ``LeanSocketStream`` connection without
+        ever waiting: what the kernel does not take at once is queued, and a flusher
+        task started in ``nursery`` sends it. So a task that writes to a peer -- a
+        connection's reader stepping the host's process -- never stops reading its own
+        connection because a peer is slow to read (two nodes each blocked writing to the
+        other while neither reads would deadlock). A failed flush closes the connection
+        (the flusher logs nothing and raises nothing: callers treat it as a lost
+        connection). Raises ``trio.ClosedResourceError`` if closed and
+        ``trio.BrokenResourceError`` if the kernel refused the bytes."""
+        if self.closed:
+            raise trio.ClosedResourceError(f"{self.label}: connection closed")
+        if self._flushing:
+            self._out.append(data)
+            self._out_bytes += len(data)
+            return
+        stream = self.stream
+        assert isinstance(stream, LeanSocketStream)
+        try:
+            sent = stream.send_nowait(data)
+        except trio.BrokenResourceError:
+            self.closed = True
+            self._out.clear()
+            self._out_bytes = 0
+            nursery.start_soon(close_quietly, stream)
+            raise
+        if sent == len(data):
+            self.sends += 1
+            return
+        rest = data[sent:]
+        self._out.append(rest)
+        self._out_bytes += len(rest)
+        self._flushing = True
+        nursery.start_soon(self._flush_queued)
+
+    async def _flush_queued(self) -> None:
+        try:
+            while self._out:
+                out = self._out
+                chunk = out[0] if len(out) == 1 else b"".join(out)
+                out.clear()
+                self._out_bytes = 0
+                await self.stream.send_all(chunk)
+                self.sends += 1
+        except TRANSPORT_ERRORS:
+            await self.aclose()
         except BaseException:
             await self.aclose()
             raise

@@ -342,13 +342,18 @@ class StreamEndpoint:
             await self._forget(conn)
 
     async def _write(self, conn: FramedConnection, data: bytes) -> None:
-        """Best-effort write: failures close the connection and are logged, not raised."""
+        """Best-effort write: failures close the connection and are logged, not raised.
+        Over a lean (TCP) connection it never waits for the peer (``write_nowait``):
+        the task writing may be a connection's reader stepping the process."""
         if conn.queued_bytes + len(data) > MAX_PENDING_WRITE_BYTES:
             log.warning("%s: %d bytes already queued, message dropped", conn.label,
                         conn.queued_bytes)
             return
         try:
-            await conn.write(data)
+            if isinstance(conn.stream, LeanSocketStream):
+                conn.write_nowait(data, self._nursery)
+            else:
+                await conn.write(data)
         except TRANSPORT_ERRORS as exc:
             log.info("%s: send failed, message dropped: %s", conn.label, exc)
 

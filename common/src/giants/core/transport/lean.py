@@ -138,6 +138,18 @@ class LeanSocketStream(trio.abc.HalfCloseableStream):
                 self._check_open()
                 raise trio.BrokenResourceError(f"receive failed: {exc}") from exc
 
+    def send_nowait(self, data: bytes | bytearray | memoryview) -> int:
+        """Hand the kernel what it takes now, without waiting; returns how many bytes
+        it took (possibly 0). Raises ``trio.BrokenResourceError`` if the connection
+        broke, ``trio.ClosedResourceError`` after ``aclose``."""
+        self._check_open()
+        try:
+            return self._raw.send(data)
+        except BlockingIOError:
+            return 0
+        except OSError as exc:
+            raise trio.BrokenResourceError(f"send failed: {exc}") from exc
+
     def interrupt_receive(self) -> None:
         """Make a ``receive_some`` / ``receive_when_ready`` now waiting raise ``ReceiveInterrupted``; no effect if
         none is waiting (see the module docstring)."""
