@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from kazoo.client import KazooClient
+from kazoo.exceptions import ConnectionClosedError
 
 pytestmark = pytest.mark.real
 
@@ -62,11 +63,16 @@ def test_election_picks_one_leader_and_fails_over(clients: list[Any]) -> None:
     leaders: list[int] = []
     stop = threading.Event()
 
+    closed: list[int] = []
+
     def run(i: int) -> None:
         def lead() -> None:
             leaders.append(i)
             stop.wait(30)
-        clients[i].Election("/election", f"c{i}").run(lead)
+        try:
+            clients[i].Election("/election", f"c{i}").run(lead)
+        except ConnectionClosedError:  # its client was stopped under it (client 0, below)
+            closed.append(i)
 
     first = threading.Thread(target=run, args=(0,), daemon=True)
     first.start()
@@ -80,6 +86,9 @@ def test_election_picks_one_leader_and_fails_over(clients: list[Any]) -> None:
     clients[0].stop()  # the leader's session ends: its ephemeral node goes
     _wait(lambda: leaders == [0, 1])
     stop.set()
+    first.join(10)
+    second.join(10)
+    assert closed == [0]  # the stopped leader's release could not reach the ensemble
 
 
 def test_barrier_and_double_barrier(clients: list[Any]) -> None:
