@@ -86,25 +86,17 @@ class FramedConnection:
         if self.closed:
             raise trio.ClosedResourceError(f"{self.label}: connection closed")
         if self._flushing:
-            self._out.append(data)
-            self._out_bytes += len(data)
+            self._queue(data)
             return
         self._flushing = True
         try:
             if gather:
-                self._out.append(data)
-                self._out_bytes += len(data)
+                self._queue(data)
                 await trio.lowlevel.cancel_shielded_checkpoint()
             else:
                 await self.stream.send_all(data)  # the usual case: nobody else is writing
                 self.sends += 1
-            while self._out:
-                out = self._out
-                chunk = out[0] if len(out) == 1 else b"".join(out)
-                out.clear()
-                self._out_bytes = 0
-                await self.stream.send_all(chunk)
-                self.sends += 1
+            await self._send_queued()
         except BaseException:
             await self.aclose()
             raise
@@ -124,8 +116,7 @@ class FramedConnection:
         if self.closed:
             raise trio.ClosedResourceError(f"{self.label}: connection closed")
         if self._flushing:
-            self._out.append(data)
-            self._out_bytes += len(data)
+            self._queue(data)
             return
         stream = self.stream
         assert isinstance(stream, LeanSocketStream)
@@ -140,21 +131,14 @@ class FramedConnection:
         if sent == len(data):
             self.sends += 1
             return
-        rest = data[sent:]
-        self._out.append(rest)
-        self._out_bytes += len(rest)
+        self._queue(data[sent:])
         self._flushing = True
-        nursery.start_soon(self._flush_queued)
+        nursery.start_soon(self._flush_in_background)
 
-    async def _flush_queued(self) -> None:
+    async def _flush_in_background(self) -> None:
+        """The flusher task of ``write_nowait``: a broken connection just closes."""
         try:
-            while self._out:
-                out = self._out
-                chunk = out[0] if len(out) == 1 else b"".join(out)
-                out.clear()
-                self._out_bytes = 0
-                await self.stream.send_all(chunk)
-                self.sends += 1
+            await self._send_queued()
         except TRANSPORT_ERRORS:
             await self.aclose()
         except BaseException:
@@ -162,6 +146,21 @@ class FramedConnection:
             raise
         finally:
             self._flushing = False
+
+    def _queue(self, data: bytes) -> None:
+        self._out.append(data)
+        self._out_bytes += len(data)
+
+    async def _send_queued(self) -> None:
+        """Send what is queued, including what is queued meanwhile, in as few
+        ``send_all`` calls as possible. Only the flusher calls it."""
+        out = self._out
+        while out:
+            chunk = out[0] if len(out) == 1 else b"".join(out)
+            out.clear()
+            self._out_bytes = 0
+            await self.stream.send_all(chunk)
+            self.sends += 1
 
     async def aclose(self) -> None:
         """Close the connection; queued frames are discarded. Idempotent, never raises."""
