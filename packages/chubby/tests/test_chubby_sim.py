@@ -6,8 +6,8 @@ abandons them or gives them a short deadline, then asks again at once on the sam
 expires through fail-overs, at most one exclusive holder at every step (against the
 sequencers handed out), sequencers checked stale correctly, file operations
 linearizable, no stale cached read, replicas agree, and at the end every call was
-answered and the lock is free. CI runs 50 seeds per plugin; ``GIANTS_SEEDS=220`` (or
-``nox -s sim``) runs the full sweep."""
+answered and the lock is free. CI runs 220 seeds per plugin (the issue asks for 200+);
+``GIANTS_SEEDS=x10`` (or ``nox -s sim``) runs a longer sweep."""
 
 from __future__ import annotations
 
@@ -19,14 +19,14 @@ from giants.core.trace import TraceWriter
 pytestmark = pytest.mark.sim
 
 
-@pytest.mark.seeds(50)
+@pytest.mark.seeds(220)
 def test_raft_cell_under_nemesis(seed: int) -> None:
     run = run_chubby_sim(seed, consensus="raft")
     assert check_run(run) == []
     assert len(run.world.history.operations()) > 50
 
 
-@pytest.mark.seeds(50)
+@pytest.mark.seeds(220)
 def test_paxos_cell_under_nemesis(seed: int) -> None:
     run = run_chubby_sim(seed, consensus="paxos")
     assert check_run(run) == []
